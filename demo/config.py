@@ -1,0 +1,212 @@
+"""Layered configuration (no Flask).
+
+Layers, later wins:
+
+1. built-in defaults (:data:`DEFAULTS`),
+2. the preset file ``config/<preset>.toml`` (``GBC_PRESET``, default ``pce``),
+3. the git-ignored instance file ``instance/gbc.toml``,
+4. environment variables ``GBC_<KEY>`` (``GBC_CLIENT_ID`` sets ``client_id``),
+5. programmatic overrides (tests, the command line).
+
+A fifth, per-visitor layer for the demo site's OAuth client lives in the site's
+database (see :mod:`demo.site.settings`), never in the cookie.
+
+String values may refer to other keys as ``{site_url}`` or ``{sandbox_url}``;
+they are resolved after all layers are merged, so changing a port moves every
+URL that depends on it.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Any, Mapping
+
+from .paths import CONFIG, INSTANCE
+
+ENV_PREFIX = "GBC_"
+
+#: Every setting, its default and (through its type) how an environment value is read.
+DEFAULTS: dict[str, Any] = {
+    "preset": "pce",
+    # the utility and the third party's OAuth client (the per-visitor layer can change these)
+    "utility": "PCE",
+    "utility_name": "Peninsula Clean Energy",
+    "company_name": "Test Company",
+    "client_id": "",
+    "client_secret": "",
+    "redirect_uri": "{site_url}/callback",
+    "authorize_url": "{sandbox_url}/oauth/authorize",
+    "token_url": "{sandbox_url}/oauth/token",
+    "scope": "FB=4_16_51",
+    "pkce": True,
+    "token_auth_method": "client_secret_basic",
+    "http_timeout": 10.0,
+    # where the two applications listen
+    "site_host": "127.0.0.1",
+    "site_port": 5000,
+    "site_url": "http://{site_host}:{site_port}",
+    "sandbox": True,
+    "sandbox_host": "127.0.0.1",
+    "sandbox_port": 5001,
+    "sandbox_url": "http://{sandbox_host}:{sandbox_port}",
+    # storage and secrets
+    "instance_path": str(INSTANCE),
+    "database_url": "sqlite:///{instance_path}/site.sqlite3",
+    "sandbox_database_url": "sqlite:///{instance_path}/sandbox.sqlite3",
+    "secret_key": "",
+    "log_level": "INFO",
+    # the sandbox custodian
+    "sandbox_customers_file": "pce-customers.toml",
+    "sandbox_clients": [],
+    "sandbox_otp_ttl": 600,
+    "sandbox_otp_max_attempts": 5,
+    "sandbox_code_ttl": 600,
+    "sandbox_access_token_ttl": 3600,
+    "sandbox_show_test_otp": True,
+}
+
+#: Settings a visitor may change on the demo site's settings page.
+VISITOR_KEYS = (
+    "utility",
+    "client_id",
+    "client_secret",
+    "redirect_uri",
+    "authorize_url",
+    "token_url",
+    "scope",
+    "pkce",
+    "token_auth_method",
+)
+
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used, with the layer it came from."""
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _coerce(key: str, raw: str) -> Any:
+    default = DEFAULTS.get(key)
+    if isinstance(default, bool):
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off", ""):
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be true or false, got {raw!r}")
+    if isinstance(default, int):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a whole number, got {raw!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{key.upper()} must be a number, got {raw!r}") from None
+    return raw
+
+
+def env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``GBC_*`` variables as settings (``GBC_SANDBOX_PORT`` -> ``sandbox_port``)."""
+    layer = {}
+    for name, raw in env.items():
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX):
+            key = name[len(ENV_PREFIX):].lower()
+            if key in ("sandbox_clients",):
+                continue  # structured; only files can set it
+            layer[key] = _coerce(key, raw)
+    return layer
+
+
+def resolve(settings: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``{key}`` placeholders in string values (and in lists of strings)."""
+
+    def sub(value: Any, depth: int = 0) -> Any:
+        if isinstance(value, str):
+            if depth > 8:
+                raise ConfigError(f"placeholder loop in {value!r}")
+
+            def repl(m: re.Match) -> str:
+                key = m.group(1)
+                if key not in settings:
+                    return m.group(0)
+                return str(sub(settings[key], depth + 1))
+
+            return _PLACEHOLDER.sub(repl, value)
+        if isinstance(value, list):
+            return [sub(v, depth) for v in value]
+        if isinstance(value, dict):
+            return {k: sub(v, depth) for k, v in value.items()}
+        return value
+
+    return {key: sub(value) for key, value in settings.items()}
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_dir: Path = CONFIG,
+) -> dict[str, Any]:
+    """Merge every layer and return the resolved settings as a plain dict."""
+    env = os.environ if env is None else env
+    overrides = dict(overrides or {})
+    env_values = env_layer(env)
+
+    preset = overrides.get("preset") or env_values.get("preset") or DEFAULTS["preset"]
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", str(preset)):
+        raise ConfigError(f"preset name {preset!r} is not a plain file name")
+    preset_values = _read_toml(config_dir / f"{preset}.toml")
+    if not preset_values and preset != DEFAULTS["preset"]:
+        raise ConfigError(f"no preset file {config_dir / f'{preset}.toml'}")
+
+    merged: dict[str, Any] = dict(DEFAULTS)
+    merged.update(preset_values)
+    instance_path = overrides.get("instance_path") or env_values.get("instance_path") or merged["instance_path"]
+    merged.update(_read_toml(Path(instance_path) / "gbc.toml"))
+    merged.update(env_values)
+    merged.update(overrides)
+    settings = resolve(merged)
+    settings["config_dir"] = str(config_dir)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: dict[str, Any]) -> None:
+    if settings["token_auth_method"] not in TOKEN_AUTH_METHODS:
+        raise ConfigError(
+            f"token_auth_method must be one of {', '.join(TOKEN_AUTH_METHODS)}, "
+            f"got {settings['token_auth_method']!r}"
+        )
+    for key in ("site_port", "sandbox_port"):
+        if not 0 <= int(settings[key]) <= 65535:
+            raise ConfigError(f"{key} must be a TCP port, got {settings[key]!r}")
+
+
+def ensure_secret_key(settings: dict[str, Any], name: str = "secret_key") -> str:
+    """The configured secret key, or one generated once into the instance folder."""
+    if settings.get("secret_key"):
+        return settings["secret_key"]
+    folder = Path(settings["instance_path"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()
