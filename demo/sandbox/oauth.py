@@ -1,0 +1,210 @@
+"""Authlib glue for the sandbox's authorization server.
+
+Authlib provides the RFC 6749/7636 state machine; this module gives it the
+sandbox's storage (hashes only), the Green Button scope rules and the extra
+token-response fields (``resourceURI``, ``authorizationURI``,
+``customerResourceURI``) that UtilityAPI returns.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7636 import CodeChallenge
+from flask import current_app, request as flask_request
+
+from ..scope import ScopeError, parse_scope
+from ..storage import utcnow
+from ..tokens import digest, new_token, same
+from .custodian import ScopeNotAllowed, check_requestable
+from .models import AuthorizationCodeRow, AuthorizationRow, ClientRow, TokenRow
+
+
+def ctx():
+    return current_app.extensions["gbc_sandbox"]
+
+
+@dataclass
+class SandboxClient:
+    """Authlib's view of a registered third party."""
+
+    row: ClientRow
+
+    def get_client_id(self):
+        return self.row.client_id
+
+    def get_default_redirect_uri(self):
+        uris = self.row.redirect_uris or []
+        return uris[0] if len(uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        return scope
+
+    def check_redirect_uri(self, redirect_uri):
+        # exact, byte-for-byte matching (RFC 9700 §4.1.3)
+        return redirect_uri in (self.row.redirect_uris or [])
+
+    def check_client_secret(self, client_secret):
+        return same(digest(client_secret or ""), self.row.secret_hash)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type):
+        return response_type == "code"
+
+    def check_grant_type(self, grant_type):
+        return grant_type in ("authorization_code", "refresh_token", "client_credentials")
+
+
+@dataclass
+class CodeRecord:
+    row: AuthorizationCodeRow
+
+    def get_redirect_uri(self):
+        return self.row.redirect_uri
+
+    def get_scope(self):
+        return self.row.scope
+
+    def get_nonce(self):
+        return None
+
+    def get_auth_time(self):
+        return None
+
+    @property
+    def code_challenge(self):
+        return self.row.code_challenge
+
+    @property
+    def code_challenge_method(self):
+        return self.row.code_challenge_method
+
+
+class S256Only(CodeChallenge):
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def save_authorization_code(self, code, request):
+        authorization: AuthorizationRow = request.user
+        data = request.payload.data
+        with ctx().db.session() as s:
+            s.add(AuthorizationCodeRow(
+                code_hash=digest(code),
+                client_id=request.client.get_client_id(),
+                authorization_uid=authorization.uid,
+                redirect_uri=request.payload.redirect_uri or "",
+                scope=authorization.scope,
+                code_challenge=data.get("code_challenge"),
+                code_challenge_method=data.get("code_challenge_method") or (
+                    "S256" if data.get("code_challenge") else None),
+                expires=utcnow() + timedelta(seconds=ctx().settings["sandbox_code_ttl"]),
+            ))
+
+    def query_authorization_code(self, code, client):
+        with ctx().db.session() as s:
+            row = s.get(AuthorizationCodeRow, digest(code))
+            if row is None or row.client_id != client.get_client_id():
+                return None
+            if row.expires < utcnow():
+                s.delete(row)
+                return None
+            return CodeRecord(row)
+
+    def delete_authorization_code(self, authorization_code):
+        with ctx().db.session() as s:
+            row = s.get(AuthorizationCodeRow, authorization_code.row.code_hash)
+            if row is not None:
+                s.delete(row)
+
+    def authenticate_user(self, authorization_code):
+        with ctx().db.session() as s:
+            row = s.get(AuthorizationRow, authorization_code.row.authorization_uid)
+            if row is None or row.status != 1:
+                return None
+            return row
+
+
+class SandboxAuthorizationServer(AuthorizationServer):
+    """Accepts a rebuilt request, so the consent step (several pages after
+    ``/oauth/authorize``) can be validated and answered by Authlib."""
+
+    def create_oauth2_request(self, request):
+        return FlaskOAuth2Request(request if request is not None else flask_request)
+
+    def validate_requested_scope(self, scope):
+        if not scope:
+            return  # optional at UtilityAPI; the consent form starts from the default
+        try:
+            check_requestable(parse_scope(scope))
+        except (ScopeError, ScopeNotAllowed) as exc:
+            raise InvalidScopeError(description=str(getattr(exc, "message", exc)))
+
+
+def resource_base(settings) -> str:
+    return settings["sandbox_url"].rstrip("/") + "/DataCustodian/espi/1_1/resource"
+
+
+def query_client(client_id):
+    with ctx().db.session() as s:
+        row = s.get(ClientRow, client_id)
+        return SandboxClient(row) if row else None
+
+
+def save_token(token, request):
+    """Store hashes only, and add UtilityAPI's Green Button fields to the response."""
+    settings = ctx().settings
+    authorization: AuthorizationRow | None = request.user
+    base = resource_base(settings)
+    with ctx().db.session() as s:
+        s.add(TokenRow(
+            access_hash=digest(token["access_token"]),
+            refresh_hash=digest(token["refresh_token"]) if token.get("refresh_token") else None,
+            token_class="access" if authorization else "client",
+            client_id=request.client.get_client_id(),
+            authorization_uid=authorization.uid if authorization else None,
+            scope=token.get("scope", ""),
+            expires=utcnow() + timedelta(seconds=int(token["expires_in"])),
+        ))
+    if authorization is not None:
+        token["resourceURI"] = f"{base}/Subscription/{authorization.uid}"
+        token["authorizationURI"] = f"{base}/Authorization/{authorization.uid}"
+        if "51" in (token.get("scope") or "").split(";")[0].removeprefix("FB=").split("_"):
+            token["customerResourceURI"] = f"{base}/RetailCustomer/{authorization.uid}"
+
+
+def _token_generator(*_args, **_kwargs):
+    return new_token()
+
+
+def create_server(app) -> SandboxAuthorizationServer:
+    ttl = int(app.config["GBC"]["sandbox_access_token_ttl"])
+    app.config.update(
+        OAUTH2_ACCESS_TOKEN_GENERATOR=_token_generator,
+        OAUTH2_REFRESH_TOKEN_GENERATOR=_token_generator,
+        OAUTH2_TOKEN_EXPIRES_IN={"authorization_code": ttl, "refresh_token": ttl, "client_credentials": ttl},
+    )
+    server = SandboxAuthorizationServer(app, query_client=query_client, save_token=save_token)
+    server.register_grant(AuthorizationCodeGrant, [S256Only(required=False)])
+    return server
+
+
+class HashedBearerValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string):
+        with ctx().db.session() as s:
+            return s.query(TokenRow).filter_by(access_hash=digest(token_string)).first()
+
+
+def create_protector() -> ResourceProtector:
+    protector = ResourceProtector()
+    protector.register_token_validator(HashedBearerValidator())
+    return protector

@@ -1,0 +1,184 @@
+"""The customer's side of an authorization: lookup -> one-time passcode ->
+consent (no Flask; views call these functions with a database session).
+"""
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from ..lookup import Contact, Customer, CustomerDirectory, LookupResult, NOT_FOUND
+from ..scope import Scope, parse_scope
+from ..storage import utcnow
+from ..tokens import digest, new_otp, new_uid, same
+from . import custodian
+from .models import AuthorizationRow, OutboxMessage, PendingAuthorization
+
+
+def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorization:
+    pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args))
+    s.add(pending)
+    return pending
+
+
+def requested_scope(pending: PendingAuthorization, default_scope: str) -> Scope:
+    return parse_scope(pending.request_args.get("scope") or default_scope)
+
+
+def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, lookup_type: str,
+               settings: dict, company_name: str) -> None:
+    """A found customer moves the pending authorization to the passcode step."""
+    assert result.customer is not None and result.contact is not None
+    pending.scenario = result.customer.scenario
+    pending.account_number = result.customer.account_number
+    pending.lookup_type = lookup_type
+    pending.contact_channel = result.contact.channel
+    pending.contact_address = result.contact.address
+    pending.test_contact = result.test_contact
+    pending.notice = None
+    issue_otp(s, pending, settings, company_name)
+
+
+def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company_name: str) -> None:
+    """A new passcode: shown on the page for test identifiers, recorded in the
+    outbox for ``TEST_<scenario>_<contact>`` (real delivery comes later)."""
+    code = new_otp()
+    pending.stage = "otp"
+    pending.otp_hash = digest(pending.id + ":" + code)
+    pending.otp_expires = utcnow() + timedelta(seconds=int(settings["sandbox_otp_ttl"]))
+    pending.otp_attempts = 0
+    if pending.test_contact:
+        pending.otp_shown = None
+        minutes = int(settings["sandbox_otp_ttl"]) // 60
+        utility = settings["utility_name"]
+        text = (f"{utility}: {code} is your passcode to share your energy data with {company_name}. "
+                f"It expires in {minutes} minutes. If you didn't ask for this, ignore this message.")
+        s.add(OutboxMessage(channel=pending.contact_channel, to=pending.contact_address,
+                            scenario=pending.scenario or "", text=text))
+    else:
+        pending.otp_shown = code if settings["sandbox_show_test_otp"] else None
+
+
+@dataclass(frozen=True)
+class Verification:
+    ok: bool
+    message: str = ""
+    restart: bool = False     # back to the lookup step
+
+
+def verify_otp(pending: PendingAuthorization, code: str, directory: CustomerDirectory,
+               max_attempts: int) -> Verification:
+    code = "".join(ch for ch in (code or "") if ch.isdigit())
+    if pending.stage != "otp" or pending.otp_hash is None:
+        return Verification(False, "Look up your account first.", restart=True)
+    if pending.otp_expires is None or pending.otp_expires < utcnow():
+        _restart(pending, "That passcode has expired. Look up your account again to get a new one.")
+        return Verification(False, pending.notice, restart=True)
+    if not same(digest(pending.id + ":" + code), pending.otp_hash):
+        pending.otp_attempts += 1
+        left = max_attempts - pending.otp_attempts
+        if left <= 0:
+            _restart(pending, "Too many wrong passcodes. For your security, start again by looking up your account.")
+            return Verification(False, pending.notice, restart=True)
+        return Verification(False, f"That passcode isn't right. You have {left} "
+                                   f"{'try' if left == 1 else 'tries'} left.")
+    customer = directory.by_account(pending.account_number or "")
+    if customer is None or not customer.findable:
+        # badlogin via TEST_badlogin_<contact>: the passcode arrives, then the account is not found
+        _restart(pending, NOT_FOUND)
+        return Verification(False, NOT_FOUND, restart=True)
+    pending.stage = "consent"
+    pending.otp_hash = None
+    pending.otp_shown = None
+    return Verification(True)
+
+
+def _restart(pending: PendingAuthorization, notice: str) -> None:
+    pending.stage = "lookup"
+    pending.otp_hash = None
+    pending.otp_shown = None
+    pending.otp_expires = None
+    pending.otp_attempts = 0
+    pending.notice = notice
+
+
+@dataclass(frozen=True)
+class ConsentOptions:
+    scope: Scope
+    blocks: list[int]
+    history: list[custodian.Choice]
+    ends: list[custodian.Choice]
+    editable: bool
+    meters_fixed: bool
+
+
+def consent_options(scope: Scope, now: int | None = None) -> ConsentOptions:
+    now = int(time.time()) if now is None else now
+    history = custodian.requested_history(scope)
+    end = custodian.requested_end(scope, now)
+    editable = not scope.noedit
+    return ConsentOptions(
+        scope=scope,
+        blocks=custodian.requested_blocks(scope),
+        history=custodian.history_choices(history) if editable else [custodian.Choice(history, custodian._history_label(history))],
+        ends=custodian.end_choices(end, now) if editable else [custodian.Choice(end, custodian._end_label(end))],
+        editable=editable,
+        meters_fixed=scope.noedit or scope.meters_all,
+    )
+
+
+def authorize(s: Session, pending: PendingAuthorization, customer: Customer, options: ConsentOptions,
+              *, history: int, end: int, meter_uids: list[str]) -> AuthorizationRow:
+    """Record the customer's authorization with the final scope."""
+    allowed = {c.value for c in options.history}
+    if history not in allowed:
+        raise ValueError("Choose how much past data to share from the list.")
+    if end not in {c.value for c in options.ends}:
+        raise ValueError("Choose until when to share from the list.")
+    all_meters = [m.uid for m in customer.meters]
+    if options.meters_fixed:
+        meter_uids = all_meters
+    meter_uids = [uid for uid in all_meters if uid in set(meter_uids)]
+    if not meter_uids:
+        raise ValueError("Choose at least one meter to share.")
+    now = int(time.time())
+    row = AuthorizationRow(
+        uid=str(secrets.randbelow(9_000_000) + 1_000_000),
+        client_id=pending.client_id,
+        scenario=customer.scenario,
+        account_number=customer.account_number,
+        customer_email=customer.email,
+        status=1,
+        requested_scope=options.scope.to_string(),
+        scope=custodian.granted_scope(options.scope, history=history, meters=len(meter_uids)),
+        meter_uids=meter_uids,
+        history_start=now - history,
+        authorized_start=now,
+        authorized_end=end,
+        is_test=True,
+    )
+    s.add(row)
+    return row
+
+
+def decline(s: Session, pending: PendingAuthorization, customer: Customer | None, scope: Scope) -> None:
+    """A declined request is kept (status 2, 'denied'), as UtilityAPI keeps declined authorizations."""
+    if customer is None:
+        return
+    now = int(time.time())
+    s.add(AuthorizationRow(
+        uid=str(secrets.randbelow(9_000_000) + 1_000_000),
+        client_id=pending.client_id, scenario=customer.scenario,
+        account_number=customer.account_number, customer_email=customer.email, status=2,
+        requested_scope=scope.to_string(), scope="", meter_uids=[], history_start=now,
+        authorized_start=now, authorized_end=now, is_test=True,
+    ))
+
+
+def contact_of(pending: PendingAuthorization) -> Contact | None:
+    if pending.contact_channel and pending.contact_address:
+        return Contact(pending.contact_channel, pending.contact_address)
+    return None

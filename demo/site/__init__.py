@@ -1,0 +1,71 @@
+"""The demo third-party website, as a Flask app."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+from flask import Flask
+
+from ..config import ensure_secret_key, load_config
+from ..lookup import CustomerDirectory
+from ..scope import describe_function_block
+from ..storage import Database, Vault
+from ..web import make_app
+from .models import Base
+
+
+@dataclass
+class SiteContext:
+    settings: dict
+    db: Database
+    vault: Vault
+    test_customers: list  # the utility's published test identifiers (PCE's page)
+
+
+def create_app(settings: dict | None = None) -> Flask:
+    settings = settings if settings is not None else load_config()
+    app = make_app(__name__, settings, role="site", error_template="site/error.html")
+    path = Path(settings["sandbox_customers_file"])
+    if not path.is_absolute():
+        path = Path(settings["config_dir"]) / path
+    customers = CustomerDirectory.from_file(path).customers if path.exists() else []
+    app.extensions["gbc_site"] = SiteContext(
+        settings=settings,
+        db=Database(settings["database_url"], Base.metadata),
+        vault=Vault(ensure_secret_key(settings)),
+        test_customers=customers,
+    )
+    from . import views
+
+    app.register_blueprint(views.bp)
+
+    app.jinja_env.globals.update(describe_fb=describe_function_block, ts=format_ts, period=format_period)
+    app.jinja_env.filters["urlencode_all"] = lambda value: quote(str(value), safe="")
+
+    @app.context_processor
+    def site_globals():
+        return {
+            "brand": {"company_name": settings["company_name"]},
+            "sandbox_url": settings["sandbox_url"] if settings["sandbox"] else None,
+        }
+
+    return app
+
+
+def format_ts(epoch: int | None) -> str:
+    """An epoch timestamp as a date for people ("—" when absent)."""
+    if not epoch:
+        return "—"
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_period(period: dict | None) -> str:
+    if not period:
+        return "—"
+    start, duration = period.get("start"), period.get("duration")
+    if not duration:
+        return f"from {format_ts(start)}, until revoked"
+    return f"{format_ts(start)} → {format_ts(int(start) + int(duration))}"

@@ -1,0 +1,188 @@
+"""Runs of the OAuth flow, free of Flask: start one, finish it at the
+callback, and present it (page and JSON)."""
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time as dtime, timezone
+
+from sqlalchemy.orm import Session
+
+from ..config import VISITOR_KEYS
+from ..scope import ScopeError, build_scope, parse_scope
+from ..storage import Vault, utcnow
+from ..tokens import digest, mask, new_uid
+from . import client as gbc
+from .models import Run, VisitorSettings
+
+
+def effective_settings(settings: dict, row: VisitorSettings | None, vault: Vault) -> dict:
+    """Configuration with the visitor's own layer on top."""
+    eff = {key: settings[key] for key in VISITOR_KEYS}
+    if row is not None:
+        eff.update({k: v for k, v in (row.values or {}).items() if k in VISITOR_KEYS})
+        secret = vault.decrypt(row.client_secret_enc)
+        if secret is not None:
+            eff["client_secret"] = secret
+    eff["customised"] = row is not None and bool(row.values or row.client_secret_enc)
+    return eff
+
+
+def client_config(eff: dict, timeout: float) -> gbc.ClientConfig:
+    return gbc.ClientConfig(
+        client_id=eff["client_id"], client_secret=eff["client_secret"],
+        authorize_url=eff["authorize_url"], token_url=eff["token_url"],
+        redirect_uri=eff["redirect_uri"], token_auth_method=eff["token_auth_method"],
+        pkce=bool(eff["pkce"]), timeout=timeout,
+    )
+
+
+def scope_from_choices(base_scope: str, *, function_blocks: list[int], history: str, end_date: date | None,
+                       lookup_type: str, lookup_value: str, noedit: bool, meters_all: bool) -> str:
+    """The scope the connect form describes (raises ScopeError / ValueError with a clear message)."""
+    if not function_blocks:
+        raise ValueError("Choose at least one function block.")
+    additional = []
+    if noedit:
+        additional.append("noedit")
+    if meters_all:
+        additional.append("meters-all")
+    lookup = None
+    if lookup_type and lookup_type != "none":
+        if not (lookup_value or "").strip():
+            raise ValueError(f"Enter the {lookup_type} to pre-fill, or choose None.")
+        lookup = (lookup_type, lookup_value.strip())
+    end_ts = None
+    if end_date is not None:
+        end_ts = int(datetime.combine(end_date, dtime(0), tzinfo=timezone.utc).timestamp())
+        if end_ts <= int(datetime.now(timezone.utc).timestamp()):
+            raise ValueError("The authorization end date must be in the future.")
+    return build_scope(sorted(set(function_blocks)),
+                       history_length=int(history) if history not in ("", None) else None,
+                       preferred_auth_end_date=end_ts, additional=additional, lookup=lookup)
+
+
+def start_run(s: Session, visitor_id: str, eff: dict, vault: Vault, scope: str,
+              lookup: tuple[str, str] | None, timeout: float) -> tuple[Run, str]:
+    """A new pending run with a fresh single-use state (stored hashed) and PKCE verifier."""
+    state = gbc.new_state()
+    verifier = gbc.new_code_verifier() if eff["pkce"] else None
+    cfg = client_config(eff, timeout)
+    url = gbc.authorization_url(cfg, scope, state, verifier)
+    run = Run(
+        id=new_uid(), visitor_id=visitor_id, status="pending", utility=eff["utility"],
+        client_id=eff["client_id"], authorize_url=eff["authorize_url"], token_url=eff["token_url"],
+        redirect_uri=eff["redirect_uri"], token_auth_method=eff["token_auth_method"],
+        client_secret_enc=vault.encrypt(eff["client_secret"]),
+        lookup_type=lookup[0] if lookup else None, lookup_value=lookup[1] if lookup else None,
+        requested_scope=scope, state_hash=digest(state), code_verifier_enc=vault.encrypt(verifier),
+        authorization_url=url.replace(state, "{state}"),
+    )
+    s.add(run)
+    return run, url
+
+
+def take_run_for_state(s: Session, visitor_id: str, state: str | None) -> Run | None:
+    """The pending run this state belongs to, for this visitor only; the state is used up."""
+    if not state:
+        return None
+    run = s.query(Run).filter_by(state_hash=digest(state)).one_or_none()
+    if run is None or run.visitor_id != visitor_id or run.status != "pending":
+        return None
+    run.state_hash = None   # single use
+    return run
+
+
+def _masked_params(params: dict) -> dict:
+    return {k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()}
+
+
+def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float) -> None:
+    """Handle the callback: an error, or the code -> token -> Authorization -> usage points."""
+    run.callback = _masked_params(params)
+    if params.get("error"):
+        code = params["error"]
+        run.status = "declined" if code == "access_denied" else "error"
+        run.error = {"error": code, "error_description": params.get("error_description"),
+                     "message": gbc.explain(code), "step": "authorize"}
+        return
+    if not params.get("code"):
+        run.status = "error"
+        run.error = {"error": "invalid_request", "step": "callback",
+                     "message": "The callback carried neither a code nor an error."}
+        return
+    cfg = gbc.ClientConfig(
+        client_id=run.client_id, client_secret=vault.decrypt(run.client_secret_enc) or "",
+        authorize_url=run.authorize_url, token_url=run.token_url, redirect_uri=run.redirect_uri,
+        token_auth_method=run.token_auth_method, pkce=run.code_verifier_enc is not None, timeout=timeout)
+    verifier = vault.decrypt(run.code_verifier_enc)
+    run.code_verifier_enc = None
+    try:
+        token = gbc.exchange_code(cfg, params["code"], verifier)
+        run.token_enc = vault.encrypt(json.dumps(token))
+        run.token_summary = token_summary(token)
+        run.granted_scope = token.get("scope")
+        fetched = gbc.fetch_authorization_and_meters(token, timeout=timeout)
+    except gbc.CustodianError as exc:
+        run.status = "error"
+        run.error = exc.as_dict()
+        return
+    except gbc.NotReady as exc:
+        run.status = "authorized"
+        run.error = {"error": "not_ready", "step": "meters",
+                     "message": f"The custodian is still preparing the data (retry after {exc.retry_after}s)."}
+        return
+    run.status = "authorized"
+    run.authorization = fetched.authorization
+    run.meters = fetched.meters
+    run.meter_count = len(fetched.meters)
+
+
+def token_summary(token: dict) -> dict:
+    """What of a token response may be shown: secrets masked to their last 4 characters."""
+    out = {}
+    for key, value in token.items():
+        if key in ("access_token", "refresh_token", "id_token"):
+            out[key] = mask(value)
+        else:
+            out[key] = value
+    return out
+
+
+def run_json(run: Run) -> dict:
+    """The run's data with stable keys (``requested_scope``, ``granted_scope``,
+    ``authorization``, ``meters``, ``error``)."""
+    return {
+        "id": run.id,
+        "status": run.status,
+        "created": run.created.replace(tzinfo=timezone.utc).isoformat(),
+        "utility": run.utility,
+        "client_id": run.client_id,
+        "redirect_uri": run.redirect_uri,
+        "lookup": {"type": run.lookup_type, "value": run.lookup_value} if run.lookup_type else None,
+        "requested_scope": run.requested_scope,
+        "granted_scope": run.granted_scope,
+        "token": run.token_summary,
+        "authorization": run.authorization,
+        "meters": run.meters or [],
+        "error": run.error,
+    }
+
+
+def scope_view(text: str | None) -> dict | None:
+    """A parsed scope for display, or the parse error."""
+    if not text:
+        return None
+    try:
+        scope = parse_scope(text)
+    except ScopeError as exc:
+        return {"raw": text, "error": exc.message}
+    return {"raw": text, "scope": scope}
+
+
+def save_visitor_settings(s: Session, visitor_id: str, values: dict, secret: str | None, vault: Vault) -> None:
+    row = s.get(VisitorSettings, visitor_id) or VisitorSettings(visitor_id=visitor_id, values={})
+    row.values = {k: v for k, v in values.items() if k in VISITOR_KEYS and k != "client_secret"}
+    if secret:
+        row.client_secret_enc = vault.encrypt(secret)
+    row.updated = utcnow()
+    s.merge(row)

@@ -1,0 +1,187 @@
+"""Views of the demo site. Thin: the protocol lives in :mod:`.client`,
+:mod:`.runs` and :mod:`demo.scope`."""
+from __future__ import annotations
+
+from dataclasses import replace
+from urllib.parse import quote
+
+from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
+                   session, url_for)
+
+from ..lookup import LOOKUP_LABELS
+from ..scope import ScopeError, parse_scope
+from ..tokens import mask, new_uid
+from ..web import allow_form_action
+from . import client as gbc
+from . import runs as runs_mod
+from .forms import ConnectForm, ResetForm, SettingsForm
+from .models import Run, VisitorSettings
+
+bp = Blueprint("site", __name__)
+STATE_PLACEHOLDER = "{state}"
+
+
+def ctx():
+    return current_app.extensions["gbc_site"]
+
+
+def visitor_id() -> str:
+    if "visitor" not in session:
+        session["visitor"] = new_uid()
+        session.permanent = True
+    return session["visitor"]
+
+
+def current_settings(s) -> dict:
+    return runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
+
+
+def _timeout() -> float:
+    return float(ctx().settings["http_timeout"])
+
+
+def _connect_form(eff: dict) -> ConnectForm:
+    form = ConnectForm(request.args if request.method == "GET" and request.args else None,
+                       meta={"csrf": request.method != "GET"})
+    if request.method == "GET" and not request.args:
+        try:
+            form.function_blocks.data = [fb for fb in parse_scope(eff["scope"]).function_blocks
+                                         if fb in dict(form.function_blocks.choices)]
+        except ScopeError:
+            form.function_blocks.data = [4, 16, 51]
+    return form
+
+
+def _preview(form: ConnectForm, eff: dict) -> dict:
+    """The scope and authorization URL the form describes, or what is wrong with them."""
+    try:
+        scope = runs_mod.scope_from_choices(
+            eff["scope"], function_blocks=form.function_blocks.data or [], history=form.history.data or "",
+            end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
+            lookup_value=form.lookup_value.data or "", noedit=form.noedit.data,
+            meters_all=form.meters_all.data)
+    except (ScopeError, ValueError) as exc:
+        return {"error": getattr(exc, "message", str(exc))}
+    cfg = runs_mod.client_config(eff, _timeout())
+    url = gbc.authorization_url(replace(cfg, pkce=False), scope, STATE_PLACEHOLDER, None)
+    url = url.replace(quote(STATE_PLACEHOLDER, safe=""), STATE_PLACEHOLDER)
+    if cfg.pkce:
+        url += "&code_challenge={code_challenge}&code_challenge_method=S256"
+    return {"scope": scope, "parsed": parse_scope(scope), "url": url}
+
+
+@bp.route("/", methods=["GET"])
+def home():
+    with ctx().db.session() as s:
+        eff = current_settings(s)
+    form = _connect_form(eff)
+    allow_form_action(eff["authorize_url"])
+    return render_template("site/home.html", eff=eff, form=form, preview=_preview(form, eff),
+                           test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
+                           secret_masked=mask(eff["client_secret"]), nav_active="home")
+
+
+@bp.post("/connect")
+def connect():
+    with ctx().db.session() as s:
+        eff = current_settings(s)
+        form = ConnectForm()
+        allow_form_action(eff["authorize_url"])
+        if not form.validate_on_submit():
+            return render_template("site/home.html", eff=eff, form=form, preview=_preview(form, eff),
+                                   test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
+                                   secret_masked=mask(eff["client_secret"]), nav_active="home"), 400
+        preview = _preview(form, eff)
+        if "error" in preview:
+            flash(preview["error"], "error")
+            return render_template("site/home.html", eff=eff, form=form, preview=preview,
+                                   test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
+                                   secret_masked=mask(eff["client_secret"]), nav_active="home"), 400
+        lookup = preview["parsed"].lookup
+        _run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, preview["scope"], lookup,
+                                       _timeout())
+    return redirect(url, 303)
+
+
+@bp.get("/callback")
+def callback():
+    params = request.args.to_dict(flat=True)
+    with ctx().db.session() as s:
+        run = runs_mod.take_run_for_state(s, visitor_id(), params.get("state"))
+        if run is None:
+            return render_template(
+                "site/error.html", code=400, title="This sign-in response doesn't match",
+                message="The state parameter returned by the utility does not belong to a connection "
+                        "started in this browser, or it was already used. Nothing was exchanged. "
+                        "Start again from the home page.",
+                params={k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()},
+            ), 400
+        runs_mod.finish_run(s, run, params, ctx().vault, _timeout())
+        run_id = run.id
+    return redirect(url_for(".run_page", run_id=run_id), 303)
+
+
+def _visitor_run(s, run_id: str) -> Run:
+    run = s.get(Run, run_id)
+    if run is None or run.visitor_id != visitor_id():
+        abort(404, "There is no such run for this browser.")
+    return run
+
+
+@bp.get("/runs")
+def runs():
+    with ctx().db.session() as s:
+        rows = (s.query(Run).filter_by(visitor_id=visitor_id()).order_by(Run.created.desc())
+                .limit(200).all())
+        return render_template("site/runs.html", runs=rows, nav_active="runs")
+
+
+@bp.get("/runs/<run_id>")
+def run_page(run_id: str):
+    with ctx().db.session() as s:
+        run = _visitor_run(s, run_id)
+        return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
+                               requested=runs_mod.scope_view(run.requested_scope),
+                               granted=runs_mod.scope_view(run.granted_scope), nav_active="runs")
+
+
+@bp.get("/runs/<run_id>.json")
+def run_json(run_id: str):
+    with ctx().db.session() as s:
+        return runs_mod.run_json(_visitor_run(s, run_id))
+
+
+@bp.route("/settings", methods=["GET", "POST"])
+def settings():
+    with ctx().db.session() as s:
+        eff = current_settings(s)
+        form = SettingsForm(data=None if request.method == "POST" else
+                            {k: v for k, v in eff.items() if k != "client_secret"})
+        if form.validate_on_submit():
+            try:
+                parse_scope(form.scope.data)
+            except ScopeError as exc:
+                form.scope.errors.append(exc.message)
+            else:
+                values = {k: getattr(form, k).data for k in
+                          ("utility", "client_id", "redirect_uri", "authorize_url", "token_url", "scope",
+                           "pkce", "token_auth_method")}
+                runs_mod.save_visitor_settings(s, visitor_id(), values, form.client_secret.data or None,
+                                               ctx().vault)
+                flash("Settings saved. They apply to this browser only.", "ok")
+                return redirect(url_for(".settings"), 303)
+        status = 400 if form.is_submitted() else 200
+        return render_template("site/settings.html", form=form, reset=ResetForm(), eff=eff,
+                               secret_masked=mask(eff["client_secret"]), nav_active="settings"), status
+
+
+@bp.post("/settings/reset")
+def settings_reset():
+    if not ResetForm().validate_on_submit():
+        abort(400, "The form was not valid.")
+    with ctx().db.session() as s:
+        row = s.get(VisitorSettings, visitor_id())
+        if row is not None:
+            s.delete(row)
+    flash("Settings reset to the defaults.", "ok")
+    return redirect(url_for(".settings"), 303)

@@ -1,0 +1,113 @@
+"""Flask pieces both applications share: the app skeleton, CSRF, security
+headers and error pages. Views stay thin; protocol logic lives elsewhere."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Flask, g, render_template, request
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.exceptions import HTTPException
+
+from .config import ensure_secret_key
+from .paths import STATIC, TEMPLATES
+
+csrf = CSRFProtect()
+
+
+def origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of a URL, or None when it has none."""
+    parts = urlsplit(url or "")
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None
+
+
+def allow_form_action(*urls: str) -> None:
+    """Let this response's forms (and their redirects) go to the origins of ``urls``.
+
+    Chromium applies CSP ``form-action`` to the redirect after a form POST, so
+    the page that sends the visitor to another origin must name it.
+    """
+    extra = g.setdefault("form_action", [])
+    for url in urls:
+        o = origin(url)
+        if o and o not in extra:
+            extra.append(o)
+
+
+def make_app(import_name: str, settings: dict, *, role: str, error_template: str) -> Flask:
+    app = Flask(
+        import_name,
+        template_folder=str(TEMPLATES),
+        static_folder=str(STATIC),
+        instance_path=settings["instance_path"],
+    )
+    master = ensure_secret_key(settings)
+    public_url = settings["site_url"] if role == "site" else settings["sandbox_url"]
+    app.config.update(
+        GBC=settings,
+        SECRET_KEY=hmac.new(master.encode(), role.encode(), hashlib.sha256).hexdigest(),
+        # Both origins may share a host name (127.0.0.1:5000 and :5001): cookies
+        # ignore ports, so each application needs its own cookie name.
+        SESSION_COOKIE_NAME=f"gbc_{role}_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        # Lax, not Strict: the OAuth callback is a cross-site top-level GET.
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=public_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
+        MAX_CONTENT_LENGTH=1024 * 1024,
+        WTF_CSRF_TIME_LIMIT=3600,
+        WTF_CSRF_SSL_STRICT=True,
+        TEMPLATES_AUTO_RELOAD=False,
+    )
+    csrf.init_app(app)
+    # Authlib logs issued tokens and PKCE verifiers at DEBUG: never below INFO.
+    authlib_log = logging.getLogger("authlib")
+    if authlib_log.getEffectiveLevel() < logging.INFO:
+        authlib_log.setLevel(logging.INFO)
+
+    @app.after_request
+    def security_headers(response):
+        form_action = " ".join(["'self'", *g.get("form_action", [])])
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
+            "base-uri 'none'; object-src 'none'",
+        )
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if request.is_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.endpoint != "static":
+            # pages carry codes, tokens or customer data: never cache them
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return render_template(error_template, code=400, title="This form has expired",
+                               message="The form was missing its security token or it had expired. "
+                                       "Go back, reload the page and try again."), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc):
+        if request.path.startswith(("/DataCustodian/", "/oauth/token")) or request.path.endswith(".json"):
+            return {"error": exc.name.lower().replace(" ", "_"), "error_description": exc.description}, exc.code
+        return render_template(error_template, code=exc.code, title=exc.name,
+                               message=exc.description), exc.code
+
+    @app.errorhandler(Exception)
+    def server_error(exc):  # pragma: no cover - a bug; shown politely, logged in full
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        return render_template(error_template, code=500, title="Something went wrong",
+                               message="The server hit an unexpected error. It has been logged."), 500
+
+    return app
