@@ -1,0 +1,153 @@
+"""Shared fixtures: both applications served over real HTTP on loopback, each on
+its own port (two origins), and a small cookie-keeping 'browser' that fills in
+and submits the HTML forms it is given."""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+import lxml.html
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from demo.config import load_config
+
+FIXTURES = Path(os.environ.get("GBC_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
+
+
+class _Slot:
+    """A WSGI app filled in after the server knows its port."""
+
+    app = None
+
+    def __call__(self, environ, start_response):
+        return self.app(environ, start_response)
+
+
+@dataclass
+class LiveServers:
+    settings: dict
+    site_url: str
+    sandbox_url: str
+    site_app: object
+    sandbox_app: object
+
+
+def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
+    from demo.sandbox import create_app as create_sandbox
+    from demo.site import create_app as create_site
+
+    slots = (_Slot(), _Slot())
+    servers = [make_server("127.0.0.1", 0, slot, threaded=True) for slot in slots]
+    site_port, sandbox_port = (srv.server_port for srv in servers)
+    settings = load_config({
+        "instance_path": str(tmp),
+        "site_port": site_port,
+        "sandbox_port": sandbox_port,
+        "secret_key": "test-secret-key",
+        **overrides,
+    }, env={})
+    site_app, sandbox_app = create_site(settings), create_sandbox(settings)
+    slots[0].app, slots[1].app = site_app, sandbox_app
+    for srv in servers:
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+    live = LiveServers(settings, settings["site_url"], settings["sandbox_url"], site_app, sandbox_app)
+    return live, servers
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory):
+    live, servers = start_servers(tmp_path_factory.mktemp("instance"))
+    yield live
+    for srv in servers:
+        srv.shutdown()
+
+
+class Page:
+    def __init__(self, response: requests.Response) -> None:
+        self.response = response
+        self.url = response.url
+        self.status = response.status_code
+        self.text = response.text
+        ctype = response.headers.get("Content-Type", "")
+        self.doc = lxml.html.fromstring(response.content) if "html" in ctype and response.content else None
+
+    def text_of(self, selector_id: str) -> str | None:
+        found = self.doc.get_element_by_id(selector_id, None) if self.doc is not None else None
+        return None if found is None else " ".join(found.text_content().split())
+
+    @property
+    def body_text(self) -> str:
+        return " ".join(self.doc.text_content().split()) if self.doc is not None else self.text
+
+    def form(self, action_contains: str) -> "Form":
+        for form in self.doc.forms:
+            if action_contains in (form.get("action") or ""):
+                return Form(self, form)
+        raise AssertionError(f"no form with action containing {action_contains!r} on {self.url}")
+
+
+class Form:
+    def __init__(self, page: Page, form) -> None:
+        self.page = page
+        self.form = form
+        self.fields: list[tuple[str, str]] = []
+        for el in form.inputs:
+            name = el.get("name")
+            if not name or el.get("disabled") is not None:
+                continue
+            kind = (el.get("type") or "").lower() if el.tag == "input" else el.tag
+            if kind in ("submit", "button", "image"):
+                continue
+            if kind in ("checkbox", "radio"):
+                if el.checked:
+                    self.fields.append((name, el.get("value", "on")))
+            elif el.tag == "select":
+                selected = [o.get("value", o.text) for o in el.findall(".//option") if o.get("selected") is not None]
+                if not selected and el.findall(".//option") and el.get("multiple") is None:
+                    first = el.findall(".//option")[0]
+                    selected = [first.get("value", first.text)]
+                self.fields.extend((name, v) for v in selected)
+            else:
+                self.fields.append((name, el.value or ""))
+
+    def set(self, name: str, *values: str) -> "Form":
+        self.fields = [(k, v) for k, v in self.fields if k != name] + [(name, str(v)) for v in values]
+        return self
+
+    def submit(self, visitor: "Visitor", button: str | None = None) -> Page:
+        data = list(self.fields)
+        if button:
+            data.append((button, button))
+        action = urljoin(self.page.url, self.form.get("action") or self.page.url)
+        method = (self.form.get("method") or "get").lower()
+        if method == "post":
+            return visitor.request("POST", action, data=data)
+        return visitor.request("GET", action, params=data)
+
+
+class Visitor:
+    """A person's browser: keeps cookies for both origins and follows redirects."""
+
+    def __init__(self) -> None:
+        self.http = requests.Session()
+        self.history: list[str] = []
+
+    def request(self, method: str, url: str, **kwargs) -> Page:
+        resp = self.http.request(method, url, timeout=20, **kwargs)
+        self.history.extend(r.headers.get("Location", "") for r in resp.history)
+        return Page(resp)
+
+    def get(self, url: str, **kwargs) -> Page:
+        return self.request("GET", url, **kwargs)
+
+
+@pytest.fixture
+def visitor():
+    v = Visitor()
+    yield v
+    v.http.close()
