@@ -8,9 +8,21 @@ import signal
 import sys
 import threading
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .config import ConfigError, load_config
+
+
+class PathOnlyRequestHandler(WSGIRequestHandler):
+    """Access log lines without the query string: callbacks carry codes and states."""
+
+    def log_request(self, code="-", size="-"):
+        path = self.path.split("?", 1)[0]
+        self.log("info", '"%s %s %s" %s %s', self.command, path, self.request_version, code, size)
+
+
+def serve(host: str, port: int, app):
+    return make_server(host, port, app, threaded=True, request_handler=PathOnlyRequestHandler)
 
 
 def build_servers(settings: dict):
@@ -18,12 +30,11 @@ def build_servers(settings: dict):
     from .site import create_app as create_site
 
     servers = [("Demo third-party site", settings["site_url"],
-                make_server(settings["site_host"], int(settings["site_port"]), create_site(settings),
-                            threaded=True))]
+                serve(settings["site_host"], int(settings["site_port"]), create_site(settings)))]
     if settings["sandbox"]:
         servers.append(("PCE sandbox custodian", settings["sandbox_url"],
-                         make_server(settings["sandbox_host"], int(settings["sandbox_port"]),
-                                     create_sandbox(settings), threaded=True)))
+                         serve(settings["sandbox_host"], int(settings["sandbox_port"]),
+                               create_sandbox(settings))))
     return servers
 
 

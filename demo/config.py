@@ -194,8 +194,9 @@ def _validate(settings: dict[str, Any]) -> None:
             f"got {settings['token_auth_method']!r}"
         )
     for key in ("site_port", "sandbox_port"):
-        if not 0 <= int(settings[key]) <= 65535:
-            raise ConfigError(f"{key} must be a TCP port, got {settings[key]!r}")
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+            raise ConfigError(f"{key} must be a TCP port number, got {value!r}")
 
 
 def ensure_secret_key(settings: dict[str, Any], name: str = "secret_key") -> str:

@@ -180,6 +180,8 @@ class CustomerDirectory:
     def find(self, lookup_type: str, value: str) -> LookupResult:
         """Look a customer up. Raises :class:`LookupError_` for input that is malformed."""
         value = (value or "").strip()
+        if len(value) > 300:
+            raise LookupError_("That is too long to be an identifier.")
         test = _TEST.match(value)
         if test:
             return self._find_test(test.group("rest"))

@@ -80,5 +80,5 @@ class Vault:
             return None
         try:
             return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
-        except InvalidToken:
+        except (InvalidToken, UnicodeEncodeError):
             return None

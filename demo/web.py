@@ -67,7 +67,7 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
     csrf.init_app(app)
     # Authlib logs issued tokens and PKCE verifiers at DEBUG: never below INFO.
     authlib_log = logging.getLogger("authlib")
-    if authlib_log.getEffectiveLevel() < logging.INFO:
+    if authlib_log.level < logging.INFO:   # NOTSET (0) would inherit DEBUG from the root
         authlib_log.setLevel(logging.INFO)
 
     @app.after_request

@@ -12,7 +12,7 @@ from urllib.parse import urljoin
 import lxml.html
 import pytest
 import requests
-from werkzeug.serving import make_server
+from demo.cli import serve
 
 from demo.config import load_config
 
@@ -42,7 +42,7 @@ def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
     from demo.site import create_app as create_site
 
     slots = (_Slot(), _Slot())
-    servers = [make_server("127.0.0.1", 0, slot, threaded=True) for slot in slots]
+    servers = [serve("127.0.0.1", 0, slot) for slot in slots]
     site_port, sandbox_port = (srv.server_port for srv in servers)
     settings = load_config({
         "instance_path": str(tmp),

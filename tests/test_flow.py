@@ -252,3 +252,34 @@ def test_runs_are_listed_and_private(live, visitor):
     other = type(visitor)()
     assert other.get(page.url).status == 404
     assert other.get(page.url + ".json").status == 404
+
+
+def test_no_secret_reaches_logs_pages_or_json(live, visitor, caplog):
+    import json as _json
+    import logging
+
+    from demo.site.models import Run
+
+    caplog.set_level(logging.DEBUG)
+    page = full_flow(visitor, live, "residential", "phone")
+    params = callback_params(visitor)
+    run_id = page.url.rsplit("/", 1)[1]
+    ctx = live.site_app.extensions["gbc_site"]
+    with ctx.db.session() as s:
+        run = s.get(Run, run_id)
+        token = _json.loads(ctx.vault.decrypt(run.token_enc))
+        stored = " ".join(str(v) for v in (run.authorization_url, run.callback, run.token_summary))
+    secrets_ = [token["access_token"], token["refresh_token"], params["code"], params["state"],
+                live.settings["client_secret"]]
+    html = page.text + visitor.get(page.url + ".json").text + visitor.get(live.site_url + "/runs").text
+    html += visitor.get(live.site_url + "/").text + visitor.get(live.site_url + "/settings").text
+    # everything the servers logged (the test's own HTTP client logs from the main thread)
+    logged = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records if r.threadName != "MainThread")
+    assert "/oauth/token" in logged and "/callback" in logged
+    for secret in secrets_:
+        assert secret not in logged
+        assert secret not in html
+        assert secret not in stored
+    assert token["access_token"][-4:] in page.text          # shown masked
+    for cookie in visitor.http.cookies:
+        assert all(secret not in (cookie.value or "") for secret in secrets_)
