@@ -3,6 +3,7 @@ headers and error pages. Views stay thin; protocol logic lives elsewhere."""
 from __future__ import annotations
 
 import hashlib
+import json
 import hmac
 import logging
 from datetime import timedelta
@@ -65,6 +66,8 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
         TEMPLATES_AUTO_RELOAD=False,
     )
     csrf.init_app(app)
+    # readable JSON in <pre> blocks (autoescaped as text; unlike tojson it keeps "••••" readable)
+    app.jinja_env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
     # Authlib logs issued tokens and PKCE verifiers at DEBUG: never below INFO.
     authlib_log = logging.getLogger("authlib")
     if authlib_log.level < logging.INFO:   # NOTSET (0) would inherit DEBUG from the root

@@ -196,6 +196,14 @@ def test_consent_can_untick_meters_and_shorten_history(live, visitor):
     assert "AccountCollection=2" in data["granted_scope"]
 
 
+def test_consent_choices_are_stable_while_the_customer_reads(live, visitor):
+    import time
+
+    page = enter_otp(visitor, connect(visitor, live, "phone", TEST_IDS["residential"]["phone"]))
+    time.sleep(1.1)   # a person reads the page; the offered end dates must still be accepted
+    assert decide(visitor, page).text_of("status").startswith("Authorized")
+
+
 def test_consent_needs_a_meter(live, visitor):
     page = enter_otp(visitor, connect(visitor, live, "account", TEST_IDS["commercial"]["account"]))
     page = decide(visitor, page, meters=[])

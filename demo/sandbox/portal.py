@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import timedelta, timezone
 
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,11 @@ def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorizatio
     pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args))
     s.add(pending)
     return pending
+
+
+def started_at(pending: PendingAuthorization) -> int:
+    """When the customer arrived at /oauth/authorize (epoch seconds)."""
+    return int(pending.created.replace(tzinfo=timezone.utc).timestamp())
 
 
 def requested_scope(pending: PendingAuthorization, default_scope: str) -> Scope:

@@ -170,7 +170,8 @@ def consent():
             scope = portal.requested_scope(pending, ctx().settings["scope"])
         except ScopeError:  # validated at /oauth/authorize; only a changed config gets here
             abort(400, "The requested scope is no longer valid.")
-        options = portal.consent_options(scope)
+        # choices are anchored to when the request started, so they are the same on every page load
+        options = portal.consent_options(scope, now=portal.started_at(pending))
         form = ConsentForm()
         form.history.choices = [(c.value, c.label) for c in options.history]
         form.end.choices = [(c.value, c.label) for c in options.ends]

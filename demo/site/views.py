@@ -36,6 +36,11 @@ def current_settings(s) -> dict:
     return runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
 
 
+def public(eff: dict) -> dict:
+    """The settings as templates may see them: the secret masked."""
+    return {**eff, "client_secret": mask(eff["client_secret"])}
+
+
 def _timeout() -> float:
     return float(ctx().settings["http_timeout"])
 
@@ -76,9 +81,9 @@ def home():
         eff = current_settings(s)
     form = _connect_form(eff)
     allow_form_action(eff["authorize_url"])
-    return render_template("site/home.html", eff=eff, form=form, preview=_preview(form, eff),
+    return render_template("site/home.html", eff=public(eff), form=form, preview=_preview(form, eff),
                            test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                           secret_masked=mask(eff["client_secret"]), nav_active="home")
+                           nav_active="home")
 
 
 @bp.post("/connect")
@@ -88,15 +93,15 @@ def connect():
         form = ConnectForm()
         allow_form_action(eff["authorize_url"])
         if not form.validate_on_submit():
-            return render_template("site/home.html", eff=eff, form=form, preview=_preview(form, eff),
+            return render_template("site/home.html", eff=public(eff), form=form, preview=_preview(form, eff),
                                    test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                                   secret_masked=mask(eff["client_secret"]), nav_active="home"), 400
+                                   nav_active="home"), 400
         preview = _preview(form, eff)
         if "error" in preview:
             flash(preview["error"], "error")
-            return render_template("site/home.html", eff=eff, form=form, preview=preview,
+            return render_template("site/home.html", eff=public(eff), form=form, preview=preview,
                                    test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                                   secret_masked=mask(eff["client_secret"]), nav_active="home"), 400
+                                   nav_active="home"), 400
         lookup = preview["parsed"].lookup
         _run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, preview["scope"], lookup,
                                        _timeout())
@@ -171,7 +176,7 @@ def settings():
                 flash("Settings saved. They apply to this browser only.", "ok")
                 return redirect(url_for(".settings"), 303)
         status = 400 if form.is_submitted() else 200
-        return render_template("site/settings.html", form=form, reset=ResetForm(), eff=eff,
+        return render_template("site/settings.html", form=form, reset=ResetForm(), eff=public(eff),
                                secret_masked=mask(eff["client_secret"]), nav_active="settings"), status
 
 

@@ -1,0 +1,159 @@
+"""One full residential flow clicked in a real browser (Debian's Chromium, driven by
+Playwright's sync API) across both origins: the demo site and the sandbox custodian.
+
+Screenshots of each step go to $GBC_SCREENSHOTS (default test-artifacts/screenshots).
+Without /usr/bin/chromium the test is skipped, unless GBC_REQUIRE_BROWSER=1 (CI)."""
+from __future__ import annotations
+
+import os
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = Path(os.environ.get("GBC_SCREENSHOTS") or REPO / "test-artifacts" / "screenshots")
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run"]
+TIMEOUT_MS = 15_000
+# A person reads each page before clicking on; a consent page that only works when the
+# click comes within the same second it was rendered is a bug this test must catch.
+READ_MS = 1_200
+
+# Turns CSP violations into console errors too (some are only reported as events).
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", function (e) {
+  console.error("Content Security Policy violation: " + e.violatedDirective + " blocked " +
+                (e.blockedURI || "inline") + " on " + document.location.href);
+});
+"""
+
+pytestmark = pytest.mark.browser
+
+
+def _unavailable(reason: str):
+    if os.environ.get("GBC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"GBC_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the venv
+        _unavailable(f"playwright is not installed: {exc}")
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        except Exception as exc:
+            _unavailable(f"could not launch {CHROMIUM}: {exc}")
+        yield browser
+        browser.close()
+
+
+class Problems:
+    """Console errors and uncaught page errors seen on any page of a context."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.page_errors: list[str] = []
+
+    def on_console(self, msg) -> None:
+        if msg.type == "error":
+            loc = msg.location or {}
+            self.errors.append(f"{msg.text} [{loc.get('url', '?')}]")
+
+    def on_page_error(self, exc) -> None:
+        self.page_errors.append(str(exc))
+
+    @property
+    def csp(self) -> list[str]:
+        return [e for e in self.errors if "Content Security Policy" in e or "Refused" in e]
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(CSP_LISTENER)
+    problems = Problems()
+    page = context.new_page()
+    page.on("console", problems.on_console)
+    page.on("pageerror", problems.on_page_error)
+    page.problems = problems
+    yield page
+    context.close()
+
+
+def shot(page, name: str) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+
+
+def click_through(page, button, url: re.Pattern, step: str) -> None:
+    """Click `button` and wait to land on `url`; if we don't, say what the page shows instead."""
+    page.wait_for_timeout(READ_MS)
+    button.click()
+    try:
+        page.wait_for_url(url, timeout=8_000)
+        return
+    except Exception:
+        pass
+    shot(page, f"failed-{step}.png")
+    alerts = page.locator("[role=alert], .field-errors, .notice").all_inner_texts()
+    pytest.fail(f"{step}: expected to land on {url.pattern}, still on {page.url}\n"
+                f"page says: {alerts or page.locator('h1').all_inner_texts()}\n"
+                f"console errors: {page.problems.errors}", pytrace=False)
+
+
+def test_residential_phone_flow_in_a_browser(live, page):
+    from playwright.sync_api import expect
+
+    site, sandbox = live.site_url, live.sandbox_url
+    assert site != sandbox
+
+    # 1. The site's home: pick the residential phone test identifier.
+    page.goto(site + "/")
+    chip = page.locator('#test-identifiers a.chip[data-lookup-type="phone"]', has_text="residential")
+    expect(chip).to_have_count(1)
+    click_through(page, chip, re.compile(re.escape(site) + r"/\?.*lookup_type=phone"), "chip")
+    expect(page.locator("#scope-decoded")).to_contain_text("auth-phone-111-111-1111")
+    expect(page.locator("#authorization-url")).to_contain_text("auth-phone-111-111-1111")
+    shot(page, "01-home.png")
+
+    # 2. Connect: the sandbox's passcode page on the other origin (the lookup was pre-filled).
+    click_through(page, page.locator("button#connect"), re.compile(re.escape(sandbox) + r"/.*authorize/verify$"),
+                  "connect")
+    passcode = page.locator("#test-passcode")
+    expect(passcode).to_be_visible()
+    code = passcode.inner_text().strip()
+    assert re.fullmatch(r"\d{6}", code), code
+    page.get_by_label("Passcode").fill(code)
+    shot(page, "02-passcode.png")
+    click_through(page, page.get_by_role("button", name="Continue"),
+                  re.compile(re.escape(sandbox) + r"/.*authorize/consent$"), "passcode")
+
+    # 3. Consent.
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Test Company")
+    shot(page, "03-consent.png")
+    click_through(page, page.get_by_role("button", name="Authorize"),
+                  re.compile(re.escape(site) + r"/runs/[\w-]+$"), "consent")
+
+    # 4. Back on the site's run page.
+    assert page.url.startswith(site + "/runs/")
+    expect(page.locator("#status")).to_contain_text("Authorized")
+    rows = page.locator("#meters tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.first.locator("td").first).to_have_text("1901001")
+    shot(page, "04-run.png")
+
+    problems = page.problems
+    assert not problems.csp, "CSP violations:\n" + "\n".join(problems.csp)
+    assert not problems.page_errors, "uncaught JavaScript errors:\n" + "\n".join(problems.page_errors)
+    if problems.errors:  # e.g. a missing favicon: worth seeing, not worth failing the flow for
+        warnings.warn("console errors during the flow:\n" + "\n".join(problems.errors), stacklevel=1)
