@@ -291,3 +291,12 @@ def test_no_secret_reaches_logs_pages_or_json(live, visitor, caplog):
     assert token["access_token"][-4:] in page.text          # shown masked
     for cookie in visitor.http.cookies:
         assert all(secret not in (cookie.value or "") for secret in secrets_)
+
+
+def test_test_prefix_travels_encoded_in_a_prefilled_scope(live, visitor):
+    page = connect(visitor, live, "email", "TEST_commercial_qa_team@example.com")
+    assert "auth-email-TEST%5Fcommercial%5Fqa%5Fteam%40example.com" in authorize_params(visitor)["scope"]
+    assert page.url.endswith("/authorize/verify")      # found by the prefill: lookup skipped
+    assert "qa_team@example.com" in page.body_text
+    outbox = visitor.get(live.sandbox_url + "/outbox")
+    assert any("qa_team@example.com" in tr.text_content() for tr in outbox.doc.cssselect("table.outbox tbody tr"))

@@ -81,3 +81,10 @@ def test_security_headers(live, visitor):
     assert resp.headers["Cache-Control"] == "no-store"
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and cookie.startswith("gbc_site_session=")
+
+
+def test_home_warns_when_opened_on_another_host_than_the_redirect_uri(live, visitor):
+    assert visitor.get(live.site_url + "/").text_of("origin-warning") is None
+    other_host = live.site_url.replace("127.0.0.1", "localhost")
+    warning = visitor.get(other_host + "/").text_of("origin-warning")
+    assert warning and live.settings["redirect_uri"] in warning

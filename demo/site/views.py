@@ -11,7 +11,7 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
 from ..lookup import LOOKUP_LABELS
 from ..scope import ScopeError, parse_scope
 from ..tokens import mask, new_uid
-from ..web import allow_form_action
+from ..web import allow_form_action, origin
 from . import client as gbc
 from . import runs as runs_mod
 from .forms import ConnectForm, ResetForm, SettingsForm
@@ -81,7 +81,9 @@ def home():
         eff = current_settings(s)
     form = _connect_form(eff)
     allow_form_action(eff["authorize_url"])
+    here, back = origin(request.host_url), origin(eff["redirect_uri"])
     return render_template("site/home.html", eff=public(eff), form=form, preview=_preview(form, eff),
+                           origin_mismatch=(here, back) if back and here != back else None,
                            test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
                            nav_active="home")
 
