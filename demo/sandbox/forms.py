@@ -1,13 +1,14 @@
 """Forms of the sandbox utility portal (Flask-WTF: every form carries a CSRF token)."""
 from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectField, SelectMultipleField, StringField, SubmitField, widgets
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Regexp
 
 from ..lookup import LOOKUP_LABELS
 
 
 class LookupForm(FlaskForm):
-    method = RadioField("Find my account by", choices=list(LOOKUP_LABELS.items()), default="phone",
+    method = RadioField("Find my account by", choices=[SelectChoice(v, label) for v, label in LOOKUP_LABELS.items()], default="phone",
                         validators=[DataRequired()])
     value = StringField("Phone number, email, billing address or account number",
                         validators=[DataRequired(message="Enter how we can find your account."),

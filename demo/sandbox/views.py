@@ -10,6 +10,7 @@ from authlib.oauth2 import OAuth2Error
 from flask import (Blueprint, Request, abort, current_app, redirect, render_template, session,
                    url_for)
 from werkzeug.test import EnvironBuilder
+from wtforms.fields.choices import SelectChoice
 
 from ..lookup import LOOKUP_LABELS, LookupError_
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block
@@ -173,9 +174,9 @@ def consent():
         # choices are anchored to when the request started, so they are the same on every page load
         options = portal.consent_options(scope, now=portal.started_at(pending))
         form = ConsentForm()
-        form.history.choices = [(c.value, c.label) for c in options.history]
-        form.end.choices = [(c.value, c.label) for c in options.ends]
-        form.meters.choices = [(m.uid, f"Meter {m.meter_number} · {m.service_address} · {m.service_tariff}")
+        form.history.choices = [SelectChoice(c.value, c.label) for c in options.history]
+        form.end.choices = [SelectChoice(c.value, c.label) for c in options.ends]
+        form.meters.choices = [SelectChoice(m.uid, f"Meter {m.meter_number} · {m.service_address} · {m.service_tariff}")
                                for m in customer.meters]
         if not form.is_submitted():
             form.history.data = options.history[0].value

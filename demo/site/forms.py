@@ -2,15 +2,17 @@
 from flask_wtf import FlaskForm
 from wtforms import (BooleanField, DateField, PasswordField, RadioField, SelectField,
                      SelectMultipleField, StringField, SubmitField, URLField, widgets)
+from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Length, Optional
 
 from ..config import TOKEN_AUTH_METHODS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS
 
-LOOKUP_CHOICES = [("none", "None"), ("account", "Account"), ("phone", "Phone"), ("email", "Email"),
-                  ("address", "Address")]
-HISTORY_CHOICES = [("", "Utility default (2 years)"), ("31536000", "1 year"), ("63072000", "2 years"),
-                   ("94608000", "3 years"), ("15552000", "6 months"), ("0", "None")]
+LOOKUP_CHOICES = [SelectChoice(v, label) for v, label in (
+    ("none", "None"), ("account", "Account"), ("phone", "Phone"), ("email", "Email"), ("address", "Address"))]
+HISTORY_CHOICES = [SelectChoice(v, label) for v, label in (
+    ("", "Utility default (2 years)"), ("31536000", "1 year"), ("63072000", "2 years"),
+    ("94608000", "3 years"), ("15552000", "6 months"), ("0", "None"))]
 
 
 class MultiCheckboxField(SelectMultipleField):
@@ -23,7 +25,7 @@ class ConnectForm(FlaskForm):
     lookup_value = StringField("Lookup value", validators=[Optional(), Length(max=300)])
     function_blocks = MultiCheckboxField(
         "Function blocks", coerce=int,
-        choices=[(fb, f"{fb} · {text}") for fb, text in REQUESTABLE_FUNCTION_BLOCKS.items()])
+        choices=[SelectChoice(fb, f"{fb} · {text}") for fb, text in REQUESTABLE_FUNCTION_BLOCKS.items()])
     history = SelectField("History length", choices=HISTORY_CHOICES, default="")
     end_date = DateField("Authorization end date", validators=[Optional()])
     noedit = BooleanField("Customer cannot edit the request (noedit)")
@@ -42,7 +44,7 @@ class SettingsForm(FlaskForm):
     scope = StringField("Default scope", validators=[DataRequired(), Length(max=1000)])
     pkce = BooleanField("Use PKCE (S256)")
     token_auth_method = SelectField("Token endpoint authentication",
-                                    choices=[(m, m) for m in TOKEN_AUTH_METHODS])
+                                    choices=[SelectChoice(m) for m in TOKEN_AUTH_METHODS])
     submit = SubmitField("Save settings")
 
 

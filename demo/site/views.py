@@ -9,7 +9,7 @@ from flask import (Blueprint, abort, current_app, flash, g, redirect, render_tem
                    session, url_for)
 
 from ..lookup import LOOKUP_LABELS
-from ..scope import ScopeError, parse_scope
+from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
 from ..tokens import mask, new_uid
 from ..web import allow_form_action, origin
 from . import client as gbc
@@ -51,7 +51,7 @@ def _connect_form(eff: dict) -> ConnectForm:
     if request.method == "GET" and not request.args:
         try:
             form.function_blocks.data = [fb for fb in parse_scope(eff["scope"]).function_blocks
-                                         if fb in dict(form.function_blocks.choices)]
+                                         if fb in REQUESTABLE_FUNCTION_BLOCKS]
         except ScopeError:
             form.function_blocks.data = [4, 16, 51]
     return form
