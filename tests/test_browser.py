@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 
 import pytest
@@ -155,5 +154,4 @@ def test_residential_phone_flow_in_a_browser(live, page):
     problems = page.problems
     assert not problems.csp, "CSP violations:\n" + "\n".join(problems.csp)
     assert not problems.page_errors, "uncaught JavaScript errors:\n" + "\n".join(problems.page_errors)
-    if problems.errors:  # e.g. a missing favicon: worth seeing, not worth failing the flow for
-        warnings.warn("console errors during the flow:\n" + "\n".join(problems.errors), stacklevel=1)
+    assert not problems.errors, "console errors during the flow:\n" + "\n".join(problems.errors)
