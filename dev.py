@@ -35,7 +35,7 @@ def run(*cmd: str) -> None:
 
 
 def ensure_venv(extras: str) -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - dev.py may be started by an older python3
         sys.exit("GBC Demo needs Python 3.11 or newer.")
     if not PY.exists():
         say(f"creating {VENV}")

@@ -21,8 +21,9 @@ import os
 import re
 import secrets
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from .paths import CONFIG, INSTANCE
 

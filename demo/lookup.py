@@ -151,7 +151,7 @@ class CustomerDirectory:
     customers: list[Customer] = field(default_factory=list)
 
     @classmethod
-    def from_file(cls, path: Path) -> "CustomerDirectory":
+    def from_file(cls, path: Path) -> CustomerDirectory:
         with Path(path).open("rb") as fh:
             data = tomllib.load(fh)
         customers = []

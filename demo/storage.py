@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Iterator
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import create_engine, event
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def make_engine(url: str) -> Engine:

@@ -48,5 +48,5 @@ def mask(value: str | None, keep: int = 4) -> str:
 
 
 def basic_auth_header(client_id: str, client_secret: str) -> str:
-    raw = f"{client_id}:{client_secret}".encode("utf-8")
+    raw = f"{client_id}:{client_secret}".encode()
     return "Basic " + base64.b64encode(raw).decode("ascii")

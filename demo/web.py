@@ -3,8 +3,8 @@ headers and error pages. Views stay thin; protocol logic lives elsewhere."""
 from __future__ import annotations
 
 import hashlib
-import json
 import hmac
+import json
 import logging
 from datetime import timedelta
 from urllib.parse import urlsplit

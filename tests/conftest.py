@@ -12,8 +12,8 @@ from urllib.parse import urljoin
 import lxml.html
 import pytest
 import requests
-from demo.cli import serve
 
+from demo.cli import serve
 from demo.config import load_config
 
 FIXTURES = Path(os.environ.get("GBC_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
@@ -84,7 +84,7 @@ class Page:
     def body_text(self) -> str:
         return " ".join(self.doc.text_content().split()) if self.doc is not None else self.text
 
-    def form(self, action_contains: str) -> "Form":
+    def form(self, action_contains: str) -> Form:
         for form in self.doc.forms:
             if action_contains in (form.get("action") or ""):
                 return Form(self, form)
@@ -115,11 +115,11 @@ class Form:
             else:
                 self.fields.append((name, el.value or ""))
 
-    def set(self, name: str, *values: str) -> "Form":
+    def set(self, name: str, *values: str) -> Form:
         self.fields = [(k, v) for k, v in self.fields if k != name] + [(name, str(v)) for v in values]
         return self
 
-    def submit(self, visitor: "Visitor", button: str | None = None) -> Page:
+    def submit(self, visitor: Visitor, button: str | None = None) -> Page:
         data = list(self.fields)
         if button:
             data.append((button, button))

@@ -3,7 +3,7 @@ choices it offers the customer (no Flask)."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given
@@ -113,7 +113,7 @@ def test_historical_none():
 
 
 def test_historical_date():
-    day = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    day = datetime(2024, 1, 1, tzinfo=UTC)
     got = requested_history(parse_scope("FB=4;AdditionalScope=historical-2024-01-01"))
     expected = time.time() - day.timestamp()
     assert abs(got - expected) < 5
@@ -146,7 +146,7 @@ def test_ongoing_none_ends_now():
 
 
 def test_ongoing_date():
-    expected = int(datetime(2027, 6, 30, tzinfo=timezone.utc).timestamp())
+    expected = int(datetime(2027, 6, 30, tzinfo=UTC).timestamp())
     assert requested_end(parse_scope("FB=4;AdditionalScope=ongoing-2027-06-30"), now=NOW) == expected
 
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -31,8 +31,8 @@ ESPI_XSD = FIXTURES / "xsd" / "espi.xsd"
 A = "{%s}" % ATOM_NS
 E = "{%s}" % ESPI_NS
 BASE = "https://sandbox.example/DataCustodian/espi/1_1/resource"
-UPDATED = datetime(2024, 9, 4, 8, 2, 15, 281809, tzinfo=timezone.utc)
-PUBLISHED = datetime(2024, 9, 4, 7, 55, 48, tzinfo=timezone.utc)
+UPDATED = datetime(2024, 9, 4, 8, 2, 15, 281809, tzinfo=UTC)
+PUBLISHED = datetime(2024, 9, 4, 7, 55, 48, tzinfo=UTC)
 
 FULL_AUTH = Authorization(
     uid="467189",
@@ -83,7 +83,7 @@ def entries(xml: bytes) -> list[etree._Element]:
 
 
 def links(el: etree._Element) -> list[tuple[str, str, str]]:
-    return [(l.get("rel"), l.get("href"), l.get("type")) for l in el.findall(A + "link")]
+    return [(link.get("rel"), link.get("href"), link.get("type")) for link in el.findall(A + "link")]
 
 
 def local(el: etree._Element) -> list[str]:
@@ -261,7 +261,8 @@ def test_commercial_four_meters(espi_schema):
 def test_every_content_child_validates(espi_schema):
     outputs = [
         authorization_entry(BASE, FULL_AUTH, updated=UPDATED, published=PUBLISHED),
-        authorization_feed(BASE, [FULL_AUTH, dataclasses.replace(FULL_AUTH, uid="2", grant_type=None)], updated=UPDATED),
+        authorization_feed(BASE, [FULL_AUTH, dataclasses.replace(FULL_AUTH, uid="2", grant_type=None)],
+                           updated=UPDATED),
         batch_subscription_feed(BASE, "500100", COMMERCIAL, updated=UPDATED, published=PUBLISHED),
     ]
     for xml in outputs:

@@ -214,7 +214,8 @@ def test_openespi_authorization_entry():
 def test_openespi_multiple_authorization_feed():
     data = fixture("openespi/Multiple-Authorization-Feed-Anonymized.xml")
     auths = parse_authorizations(data)
-    assert [(a.uid, a.scope) for a in auths] == [("test-auth-id-1", "FB=1_3_4_5"), ("test-auth-id-2", "FB=1_3_4_5_13_15")]
+    assert [(a.uid, a.scope) for a in auths] == [("test-auth-id-1", "FB=1_3_4_5"),
+                                                 ("test-auth-id-2", "FB=1_3_4_5_13_15")]
     assert all(a.customer_resource_uri is None for a in auths)
     assert parse_authorization(data) == auths[0]
 

@@ -6,10 +6,20 @@ import re
 
 import pytest
 import requests
-from conftest import Page
 
-from flow import (METERS, NOT_FOUND, TEST_IDS, authorize_params, callback_params, connect, decide,
-                  enter_otp, full_flow, lookup)
+from conftest import Page
+from flow import (
+    METERS,
+    NOT_FOUND,
+    TEST_IDS,
+    authorize_params,
+    callback_params,
+    connect,
+    decide,
+    enter_otp,
+    full_flow,
+    lookup,
+)
 
 LOOKUP_TYPES = ("account", "phone", "email", "address")
 

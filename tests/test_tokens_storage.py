@@ -52,7 +52,7 @@ def test_mask_never_reveals_more_than_last_four(value):
 
 def test_digest_is_sha256_hex():
     assert digest("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    assert digest("é") == hashlib.sha256("é".encode("utf-8")).hexdigest()
+    assert digest("é") == hashlib.sha256("é".encode()).hexdigest()
 
 
 def test_digest_stable_and_distinct():

@@ -19,9 +19,9 @@ UsageSummary ...), create entries with :func:`_entry` on a feed made by
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Iterable
+from datetime import UTC, datetime
 
 from lxml import etree
 
@@ -59,8 +59,8 @@ class MeterResource:
 def _ts(value: datetime) -> str:
     """UTC ``YYYY-MM-DDTHH:MM:SSZ``; a naive datetime is taken to be UTC already."""
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _base(resource_base: str) -> str:

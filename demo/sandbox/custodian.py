@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, Scope, parse_relative
 
@@ -57,7 +57,7 @@ def requested_history(scope: Scope) -> int:
             if seconds is not None:
                 return seconds
             try:
-                day = datetime.strptime(item.value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+                day = datetime.strptime(item.value, "%Y-%m-%d").replace(tzinfo=UTC)
                 return max(0, int(time.time() - day.timestamp()))
             except ValueError:
                 pass
@@ -77,7 +77,7 @@ def requested_end(scope: Scope, now: int | None = None) -> int:
             if seconds is not None:
                 return now + seconds
             try:
-                day = datetime.strptime(item.value, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+                day = datetime.strptime(item.value, "%Y-%m-%d").replace(tzinfo=UTC)
                 return int(day.timestamp())
             except ValueError:
                 pass
@@ -92,23 +92,23 @@ class Choice:
 
 def history_choices(requested: int) -> list[Choice]:
     """What the customer may pick: the request itself or anything shorter."""
-    options = [(requested, _history_label(requested))]
+    options = [(requested, history_label(requested))]
     for seconds in (YEAR, 182 * DAY, 91 * DAY, 30 * DAY, 0):
         if seconds < requested:
-            options.append((seconds, _history_label(seconds)))
+            options.append((seconds, history_label(seconds)))
     return [Choice(v, label) for v, label in options]
 
 
 def end_choices(requested_end_ts: int, now: int) -> list[Choice]:
-    options = [(requested_end_ts, _end_label(requested_end_ts))]
+    options = [(requested_end_ts, end_label(requested_end_ts))]
     for seconds in (YEAR, 182 * DAY, 30 * DAY):
         ts = now + seconds
         if requested_end_ts == 0 or ts < requested_end_ts:
-            options.append((ts, _end_label(ts)))
+            options.append((ts, end_label(ts)))
     return [Choice(v, label) for v, label in options]
 
 
-def _history_label(seconds: int) -> str:
+def history_label(seconds: int) -> str:
     if seconds == 0:
         return "No past data (from today on)"
     months = round(seconds / (30.4375 * DAY))
@@ -121,10 +121,10 @@ def _history_label(seconds: int) -> str:
     return f"{days} day{'s' if days > 1 else ''} of past data"
 
 
-def _end_label(ts: int) -> str:
+def end_label(ts: int) -> str:
     if ts == 0:
         return "Until I revoke it"
-    return "Until " + datetime.fromtimestamp(ts, timezone.utc).strftime("%B %-d, %Y")
+    return "Until " + datetime.fromtimestamp(ts, UTC).strftime("%B %-d, %Y")
 
 
 def granted_scope(requested: Scope, *, history: int, meters: int) -> str:

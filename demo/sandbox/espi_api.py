@@ -3,7 +3,7 @@ UtilityAPI's ``/DataCustodian/espi/1_1/resource`` (reference §4)."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, abort, current_app
@@ -66,7 +66,7 @@ def _model(row: AuthorizationRow) -> Authorization:
 
 
 def _stamp(row: AuthorizationRow) -> datetime:
-    return row.created.replace(tzinfo=timezone.utc)
+    return row.created.replace(tzinfo=UTC)
 
 
 @bp.get("/Authorization/<uid>")

@@ -8,7 +8,8 @@ from ..lookup import LOOKUP_LABELS
 
 
 class LookupForm(FlaskForm):
-    method = RadioField("Find my account by", choices=[SelectChoice(v, label) for v, label in LOOKUP_LABELS.items()], default="phone",
+    method = RadioField("Find my account by", default="phone",
+                        choices=[SelectChoice(v, label) for v, label in LOOKUP_LABELS.items()],
                         validators=[DataRequired()])
     value = StringField("Phone number, email, billing address or account number",
                         validators=[DataRequired(message="Enter how we can find your account."),

@@ -16,7 +16,8 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import current_app, request as flask_request
+from flask import current_app
+from flask import request as flask_request
 
 from ..scope import ScopeError, parse_scope
 from ..storage import utcnow
@@ -147,7 +148,7 @@ class SandboxAuthorizationServer(AuthorizationServer):
         try:
             check_requestable(parse_scope(scope))
         except (ScopeError, ScopeNotAllowed) as exc:
-            raise InvalidScopeError(description=str(getattr(exc, "message", exc)))
+            raise InvalidScopeError(description=str(getattr(exc, "message", exc))) from None
 
 
 def resource_base(settings) -> str:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 
 from sqlalchemy.orm import Session
 
-from ..lookup import Contact, Customer, CustomerDirectory, LookupResult, NOT_FOUND
+from ..lookup import NOT_FOUND, Contact, Customer, CustomerDirectory, LookupResult
 from ..scope import Scope, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_otp, new_uid, same
@@ -26,7 +26,7 @@ def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorizatio
 
 def started_at(pending: PendingAuthorization) -> int:
     """When the customer arrived at /oauth/authorize (epoch seconds)."""
-    return int(pending.created.replace(tzinfo=timezone.utc).timestamp())
+    return int(pending.created.replace(tzinfo=UTC).timestamp())
 
 
 def requested_scope(pending: PendingAuthorization, default_scope: str) -> Scope:
@@ -128,8 +128,9 @@ def consent_options(scope: Scope, now: int | None = None) -> ConsentOptions:
     return ConsentOptions(
         scope=scope,
         blocks=custodian.requested_blocks(scope),
-        history=custodian.history_choices(history) if editable else [custodian.Choice(history, custodian._history_label(history))],
-        ends=custodian.end_choices(end, now) if editable else [custodian.Choice(end, custodian._end_label(end))],
+        history=(custodian.history_choices(history) if editable
+                 else [custodian.Choice(history, custodian.history_label(history))]),
+        ends=custodian.end_choices(end, now) if editable else [custodian.Choice(end, custodian.end_label(end))],
         editable=editable,
         meters_fixed=scope.noedit or scope.meters_all,
     )
@@ -151,7 +152,7 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
         raise ValueError("Choose at least one meter to share.")
     now = int(time.time())
     row = AuthorizationRow(
-        uid=str(secrets.randbelow(9_000_000) + 1_000_000),
+        uid=new_authorization_uid(s),
         client_id=pending.client_id,
         scenario=customer.scenario,
         account_number=customer.account_number,
@@ -169,13 +170,21 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
     return row
 
 
+def new_authorization_uid(s: Session) -> str:
+    """A numeric-looking uid, as UtilityAPI's (strings that look like numbers), not yet taken."""
+    while True:
+        uid = str(secrets.randbelow(9_000_000) + 1_000_000)
+        if s.get(AuthorizationRow, uid) is None:
+            return uid
+
+
 def decline(s: Session, pending: PendingAuthorization, customer: Customer | None, scope: Scope) -> None:
     """A declined request is kept (status 2, 'denied'), as UtilityAPI keeps declined authorizations."""
     if customer is None:
         return
     now = int(time.time())
     s.add(AuthorizationRow(
-        uid=str(secrets.randbelow(9_000_000) + 1_000_000),
+        uid=new_authorization_uid(s),
         client_id=pending.client_id, scenario=customer.scenario,
         account_number=customer.account_number, customer_email=customer.email, status=2,
         requested_scope=scope.to_string(), scope="", meter_uids=[], history_start=now,

@@ -7,8 +7,7 @@ import time
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from flask import (Blueprint, Request, abort, current_app, redirect, render_template, session,
-                   url_for)
+from flask import Blueprint, Request, abort, current_app, redirect, render_template, request, session, url_for
 from werkzeug.test import EnvironBuilder
 from wtforms.fields.choices import SelectChoice
 
@@ -57,8 +56,6 @@ def authorize():
             # the client and its redirect_uri are known: report back to it (RFC 6749 §4.1.2.1)
             return server().handle_error_response(None, error)
         return _error_page(error)
-    from flask import request
-
     args = request.args.to_dict(flat=True)
     with ctx().db.session() as s:
         pending = portal.begin(s, grant.client.get_client_id(), args)

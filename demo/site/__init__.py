@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-
-from datetime import datetime, timezone
 from urllib.parse import quote
 
 from flask import Flask
@@ -59,7 +58,7 @@ def format_ts(epoch: int | None) -> str:
     """An epoch timestamp as a date for people ("—" when absent)."""
     if not epoch:
         return "—"
-    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(int(epoch), UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def format_period(period: dict | None) -> str:

@@ -1,7 +1,17 @@
 """Forms of the demo site (Flask-WTF: every form carries a CSRF token)."""
 from flask_wtf import FlaskForm
-from wtforms import (BooleanField, DateField, PasswordField, RadioField, SelectField,
-                     SelectMultipleField, StringField, SubmitField, URLField, widgets)
+from wtforms import (
+    BooleanField,
+    DateField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    URLField,
+    widgets,
+)
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import URL, DataRequired, Length, Optional
 

@@ -3,7 +3,8 @@ callback, and present it (page and JSON)."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time as dtime, timezone
+from datetime import UTC, date, datetime
+from datetime import time as dtime
 
 from sqlalchemy.orm import Session
 
@@ -53,8 +54,8 @@ def scope_from_choices(base_scope: str, *, function_blocks: list[int], history: 
         lookup = (lookup_type, lookup_value.strip())
     end_ts = None
     if end_date is not None:
-        end_ts = int(datetime.combine(end_date, dtime(0), tzinfo=timezone.utc).timestamp())
-        if end_ts <= int(datetime.now(timezone.utc).timestamp()):
+        end_ts = int(datetime.combine(end_date, dtime(0), tzinfo=UTC).timestamp())
+        if end_ts <= int(datetime.now(UTC).timestamp()):
             raise ValueError("The authorization end date must be in the future.")
     return build_scope(sorted(set(function_blocks)),
                        history_length=int(history) if history not in ("", None) else None,
@@ -154,7 +155,7 @@ def run_json(run: Run) -> dict:
     return {
         "id": run.id,
         "status": run.status,
-        "created": run.created.replace(tzinfo=timezone.utc).isoformat(),
+        "created": run.created.replace(tzinfo=UTC).isoformat(),
         "utility": run.utility,
         "client_id": run.client_id,
         "redirect_uri": run.redirect_uri,

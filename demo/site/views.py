@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import quote
 
-from flask import (Blueprint, abort, current_app, flash, g, redirect, render_template, request,
-                   session, url_for)
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from ..lookup import LOOKUP_LABELS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
