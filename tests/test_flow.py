@@ -310,3 +310,13 @@ def test_test_prefix_travels_encoded_in_a_prefilled_scope(live, visitor):
     assert "qa_team@example.com" in page.body_text
     outbox = visitor.get(live.sandbox_url + "/outbox")
     assert any("qa_team@example.com" in tr.text_content() for tr in outbox.doc.cssselect("table.outbox tbody tr"))
+
+
+def test_scope_is_optional_at_the_custodian(live, visitor):
+    params = {"response_type": "code", "client_id": live.settings["client_id"],
+              "redirect_uri": live.settings["redirect_uri"], "state": "no-scope"}
+    page = visitor.get(live.settings["authorize_url"], params=params)
+    assert page.url.endswith("/authorize/lookup")
+    page = enter_otp(visitor, lookup(visitor, page, "phone", TEST_IDS["residential"]["phone"]))
+    blocks = [li.text_content() for li in page.doc.cssselect(".consent-list li")]
+    assert len(blocks) == 3 and "Interval usage" in blocks[0]

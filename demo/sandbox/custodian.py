@@ -16,6 +16,7 @@ from ..scope import REQUESTABLE_FUNCTION_BLOCKS, Scope, parse_relative
 
 DAY = 86400
 YEAR = 365 * DAY
+DEFAULT_SCOPE = "FB=4_16_51"         # what the consent form starts from when no scope is sent
 DEFAULT_HISTORY = 63072000            # 2 years, UtilityAPI's documented default
 DEFAULT_AUTH_LENGTH = 3 * YEAR        # PreferredAuthEndDate default: 3 years from now
 ALIASES = {46: 51}                    # legacy "FB=4_16_46" means what 51 means today

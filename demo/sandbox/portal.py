@@ -15,10 +15,17 @@ from ..scope import Scope, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_otp, new_uid, same
 from . import custodian
-from .models import AuthorizationRow, OutboxMessage, PendingAuthorization
+from .models import AuthorizationCodeRow, AuthorizationRow, OutboxMessage, PendingAuthorization
+
+
+PENDING_LIFETIME = timedelta(days=1)
 
 
 def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorization:
+    """A new pending authorization; abandoned ones and expired codes are cleared on the way."""
+    cutoff = utcnow() - PENDING_LIFETIME
+    s.query(PendingAuthorization).filter(PendingAuthorization.created < cutoff).delete()
+    s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < utcnow()).delete()
     pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args))
     s.add(pending)
     return pending
@@ -29,8 +36,8 @@ def started_at(pending: PendingAuthorization) -> int:
     return int(pending.created.replace(tzinfo=UTC).timestamp())
 
 
-def requested_scope(pending: PendingAuthorization, default_scope: str) -> Scope:
-    return parse_scope(pending.request_args.get("scope") or default_scope)
+def requested_scope(pending: PendingAuthorization) -> Scope:
+    return parse_scope(pending.request_args.get("scope") or custodian.DEFAULT_SCOPE)
 
 
 def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, lookup_type: str,

@@ -60,7 +60,7 @@ def authorize():
     with ctx().db.session() as s:
         pending = portal.begin(s, grant.client.get_client_id(), args)
         session["pending"] = pending.id
-        scope = portal.requested_scope(pending, ctx().settings["scope"])
+        scope = portal.requested_scope(pending)
         if scope.lookup:
             lookup_type, value = scope.lookup
             try:
@@ -165,7 +165,7 @@ def consent():
         client = s.get(ClientRow, pending.client_id)
         customer = ctx().directory.by_account(pending.account_number or "")
         try:
-            scope = portal.requested_scope(pending, ctx().settings["scope"])
+            scope = portal.requested_scope(pending)
         except ScopeError:  # validated at /oauth/authorize; only a changed config gets here
             abort(400, "The requested scope is no longer valid.")
         # choices are anchored to when the request started, so they are the same on every page load
