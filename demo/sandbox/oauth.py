@@ -44,7 +44,9 @@ class SandboxClient:
         return uris[0] if len(uris) == 1 else None
 
     def get_allowed_scope(self, scope):
-        return scope
+        # the scope is optional at UtilityAPI (the consent form starts from a default);
+        # the server's validate_requested_scope has already checked a given one
+        return scope or ""
 
     def check_redirect_uri(self, redirect_uri):
         # exact, byte-for-byte matching (RFC 9700 §4.1.3)
