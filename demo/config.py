@@ -200,6 +200,12 @@ def _validate(settings: dict[str, Any]) -> None:
             raise ConfigError(f"{key} must be a TCP port number, got {value!r}")
 
 
+def config_file(settings: dict[str, Any], key: str) -> Path:
+    """A file setting, resolved against the configuration folder when relative."""
+    path = Path(settings[key])
+    return path if path.is_absolute() else Path(settings["config_dir"]) / path
+
+
 def ensure_secret_key(settings: dict[str, Any], name: str = "secret_key") -> str:
     """The configured secret key, or one generated once into the instance folder."""
     if settings.get("secret_key"):

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from flask import Flask
 
-from ..config import load_config
+from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..storage import Database
 from ..tokens import digest
@@ -24,11 +23,8 @@ class SandboxContext:
 def create_app(settings: dict | None = None) -> Flask:
     settings = settings if settings is not None else load_config()
     app = make_app(__name__, settings, role="sandbox", error_template="sandbox/error.html")
-    path = Path(settings["sandbox_customers_file"])
-    if not path.is_absolute():
-        path = Path(settings["config_dir"]) / path
     ctx = SandboxContext(settings, Database(settings["sandbox_database_url"], Base.metadata),
-                         CustomerDirectory.from_file(path))
+                         CustomerDirectory.from_file(config_file(settings, "sandbox_customers_file")))
     app.extensions["gbc_sandbox"] = ctx
     register_clients(ctx)
 

@@ -17,7 +17,6 @@ from ..tokens import digest, new_otp, new_uid, same
 from . import custodian
 from .models import AuthorizationCodeRow, AuthorizationRow, OutboxMessage, PendingAuthorization
 
-
 PENDING_LIFETIME = timedelta(days=1)
 
 

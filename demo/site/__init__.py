@@ -3,12 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import quote
 
 from flask import Flask
 
-from ..config import ensure_secret_key, load_config
+from ..config import config_file, ensure_secret_key, load_config
 from ..lookup import CustomerDirectory
 from ..scope import describe_function_block
 from ..storage import Database, Vault
@@ -27,9 +26,7 @@ class SiteContext:
 def create_app(settings: dict | None = None) -> Flask:
     settings = settings if settings is not None else load_config()
     app = make_app(__name__, settings, role="site", error_template="site/error.html")
-    path = Path(settings["sandbox_customers_file"])
-    if not path.is_absolute():
-        path = Path(settings["config_dir"]) / path
+    path = config_file(settings, "sandbox_customers_file")
     customers = CustomerDirectory.from_file(path).customers if path.exists() else []
     app.extensions["gbc_site"] = SiteContext(
         settings=settings,
