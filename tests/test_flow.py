@@ -82,6 +82,9 @@ def test_prefill_with_typo_falls_back(live, visitor):
     page = connect(visitor, live, "email", "uapi-test-residentail@example.com")
     assert page.url.endswith("/authorize/lookup")
     assert NOT_FOUND in page.text_of("lookup-notice")
+    # the prefilled value is offered for correction
+    form = dict(page.form("/authorize/lookup").fields)
+    assert form["method"] == "email" and form["value"] == "uapi-test-residentail@example.com"
 
 
 def test_decline_comes_back_as_access_denied(live, visitor):

@@ -86,6 +86,13 @@ def _pending(s, stage: str | None = None) -> PendingAuthorization:
     return pending
 
 
+def _prefill(pending) -> tuple[str, str] | None:
+    try:
+        return portal.requested_scope(pending).lookup
+    except ScopeError:
+        return None
+
+
 def _company(s, pending) -> str:
     row = s.get(ClientRow, pending.client_id)
     return row.company_name if row else pending.client_id
@@ -96,8 +103,10 @@ def lookup():
     with ctx().db.session() as s:
         pending = _pending(s)
         form = LookupForm()
-        if not form.is_submitted() and pending.lookup_type:
-            form.method.data = pending.lookup_type
+        if not form.is_submitted():
+            prefill = _prefill(pending)
+            if prefill:  # a prefill that found nobody: let the customer correct it
+                form.method.data, form.value.data = prefill
         error = None
         if form.validate_on_submit():
             try:
