@@ -118,7 +118,7 @@ def test_residential_phone_flow_in_a_browser(live, page):
 
     # 1. The site's home: pick the residential phone test identifier.
     page.goto(site + "/")
-    chip = page.locator('#test-identifiers a.chip[data-lookup-type="phone"]', has_text="residential")
+    chip = page.get_by_role("link", name="residential by phone: 111-111-1111")
     expect(chip).to_have_count(1)
     click_through(page, chip, re.compile(re.escape(site) + r"/\?.*lookup_type=phone"), "chip")
     expect(page.locator("#scope-decoded")).to_contain_text("auth-phone-111-111-1111")
