@@ -88,3 +88,23 @@ def test_home_warns_when_opened_on_another_host_than_the_redirect_uri(live, visi
     other_host = live.site_url.replace("127.0.0.1", "localhost")
     warning = visitor.get(other_host + "/").text_of("origin-warning")
     assert warning and live.settings["redirect_uri"] in warning
+
+
+def test_client_secret_post_without_pkce_also_works(live, visitor):
+    from flow import authorize_params, full_flow
+
+    form = settings_form(visitor, live).set("token_auth_method", "client_secret_post").set("pkce")
+    assert form.submit(visitor).status == 200
+    page = full_flow(visitor, live, "commercial", "email")
+    assert "code_challenge" not in authorize_params(visitor)
+    data = visitor.get(page.url + ".json").response.json()
+    assert data["status"] == "authorized" and len(data["meters"]) == 4
+
+
+def test_pkce_is_sent_by_default(live, visitor):
+    from flow import authorize_params, connect
+
+    connect(visitor, live, "phone", "111-111-1111")
+    params = authorize_params(visitor)
+    assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
+    assert params["scope"] == "FB=4_16_51;AdditionalScope=auth-phone-111-111-1111"
