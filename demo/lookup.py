@@ -12,13 +12,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-LOOKUP_TYPES = ("account", "phone", "email", "address")
-LOOKUP_LABELS = {
-    "account": "Account number",
-    "phone": "Phone number",
-    "email": "Email address",
-    "address": "Billing address",
-}
+from .scope import LOOKUP_TYPES
+
+LOOKUP_LABELS = dict(zip(LOOKUP_TYPES, ("Account number", "Phone number", "Email address", "Billing address"),
+                         strict=True))
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _TEST = re.compile(r"^TEST_(?P<rest>.+)$", re.IGNORECASE)
