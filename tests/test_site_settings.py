@@ -108,3 +108,17 @@ def test_pkce_is_sent_by_default(live, visitor):
     params = authorize_params(visitor)
     assert params["code_challenge_method"] == "S256" and len(params["code_challenge"]) == 43
     assert params["scope"] == "FB=4_16_51;AdditionalScope=auth-phone-111-111-1111"
+
+
+def test_preview_json_follows_the_form(live, visitor):
+    data = visitor.http.get(live.site_url + "/preview.json", timeout=10, params={
+        "lookup_type": "address", "lookup_value": "333 W EL CAMINO REAL STE 600, SUNNYVALE CA 94087",
+        "function_blocks": ["4", "51"], "history": "31536000", "noedit": "y"}).json()
+    assert data["error"] is None
+    assert data["scope"] == ("FB=4_51;HistoryLength=31536000;AdditionalScope=noedit_auth-address-"
+                             "333%20W%20EL%20CAMINO%20REAL%20STE%20600%2C%20SUNNYVALE%20CA%2094087")
+    assert data["scope_encoded"].startswith("FB%3D4_51%3BHistoryLength%3D31536000%3B")
+    assert any("billing address" in line for line in data["explained"])
+    data = visitor.http.get(live.site_url + "/preview.json", timeout=10,
+                            params={"lookup_type": "phone", "function_blocks": "4"}).json()
+    assert data["error"] == "Enter the phone to pre-fill, or choose None." and data["scope"] == ""

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from ..lookup import LOOKUP_LABELS
-from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
+from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block, parse_scope
 from ..tokens import mask, new_uid
 from ..web import allow_form_action, origin
 from . import client as gbc
@@ -65,13 +65,27 @@ def _preview(form: ConnectForm, eff: dict) -> dict:
             lookup_value=form.lookup_value.data or "", noedit=form.noedit.data,
             meters_all=form.meters_all.data)
     except (ScopeError, ValueError) as exc:
-        return {"error": getattr(exc, "message", str(exc))}
+        return {"error": getattr(exc, "message", str(exc)), "scope": "", "scope_encoded": "", "url": "",
+                "explained": []}
     cfg = runs_mod.client_config(eff, _timeout())
     url = gbc.authorization_url(replace(cfg, pkce=False), scope, STATE_PLACEHOLDER, None)
     url = url.replace(quote(STATE_PLACEHOLDER, safe=""), STATE_PLACEHOLDER)
     if cfg.pkce:
         url += "&code_challenge={code_challenge}&code_challenge_method=S256"
-    return {"scope": scope, "parsed": parse_scope(scope), "url": url}
+    parsed = parse_scope(scope)
+    explained = [f"FB {fb}: {describe_function_block(fb)}" for fb in parsed.function_blocks]
+    explained += [item.describe() for item in parsed.additional]
+    return {"scope": scope, "scope_encoded": quote(scope, safe=""), "parsed": parsed, "url": url,
+            "explained": explained, "error": None}
+
+
+def _render_home(eff: dict, form: ConnectForm, review: dict, status: int = 200):
+    allow_form_action(eff["authorize_url"])
+    here, back = origin(request.host_url), origin(eff["redirect_uri"])
+    return render_template("site/home.html", eff=public(eff), form=form, preview=review,
+                           origin_mismatch=(here, back) if back and here != back else None,
+                           test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
+                           nav_active="home"), status
 
 
 @bp.route("/", methods=["GET"])
@@ -79,12 +93,16 @@ def home():
     with ctx().db.session() as s:
         eff = current_settings(s)
     form = _connect_form(eff)
-    allow_form_action(eff["authorize_url"])
-    here, back = origin(request.host_url), origin(eff["redirect_uri"])
-    return render_template("site/home.html", eff=public(eff), form=form, preview=_preview(form, eff),
-                           origin_mismatch=(here, back) if back and here != back else None,
-                           test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                           nav_active="home")
+    return _render_home(eff, form, _preview(form, eff))
+
+
+@bp.get("/preview.json")
+def preview():
+    """The Review section for the connect form's current values (live preview)."""
+    with ctx().db.session() as s:
+        eff = current_settings(s)
+    review = _preview(_connect_form(eff), eff)
+    return {k: review[k] for k in ("scope", "scope_encoded", "url", "explained", "error")}
 
 
 @bp.post("/connect")
@@ -92,20 +110,15 @@ def connect():
     with ctx().db.session() as s:
         eff = current_settings(s)
         form = ConnectForm()
-        allow_form_action(eff["authorize_url"])
-        if not form.validate_on_submit():
-            return render_template("site/home.html", eff=public(eff), form=form, preview=_preview(form, eff),
-                                   test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                                   nav_active="home"), 400
-        preview = _preview(form, eff)
-        if "error" in preview:
-            flash(preview["error"], "error")
-            return render_template("site/home.html", eff=public(eff), form=form, preview=preview,
-                                   test_customers=ctx().test_customers, lookup_labels=LOOKUP_LABELS,
-                                   nav_active="home"), 400
-        lookup = preview["parsed"].lookup
-        _run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, preview["scope"], lookup,
-                                       _timeout())
+        valid = form.validate_on_submit()
+        review = _preview(form, eff)
+        if not valid or review["error"]:
+            if review["error"]:
+                flash(review["error"], "error")
+            return _render_home(eff, form, review, 400)
+        _run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, review["scope"],
+                                       review["parsed"].lookup, _timeout())
+    allow_form_action(eff["authorize_url"])
     return redirect(url, 303)
 
 
