@@ -214,7 +214,15 @@ def ensure_secret_key(settings: dict[str, Any], name: str = "secret_key") -> str
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # several workers may start at once: write aside, then link into place atomically
+        tmp = folder / f".{name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another worker won; use its key
+        finally:
+            tmp.unlink()
     return path.read_text().strip()

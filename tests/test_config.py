@@ -283,3 +283,24 @@ def test_ensure_secret_key_prefers_configured(tmp_path):
     assert ensure_secret_key(settings) == "configured"
     assert not (tmp_path / "secret_key").exists()
 
+
+
+def test_secret_key_is_shared_by_workers_starting_together(tmp_path):
+    import threading
+
+    from demo.config import ensure_secret_key
+
+    settings = {"secret_key": "", "instance_path": str(tmp_path / "inst")}
+    keys, barrier = [], threading.Barrier(8)
+
+    def worker():
+        barrier.wait()
+        keys.append(ensure_secret_key(dict(settings)))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
+    assert sorted(p.name for p in (tmp_path / "inst").iterdir()) == ["secret_key"]
