@@ -15,6 +15,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -45,7 +46,11 @@ class Database:
         self.engine = make_engine(url)
         self.metadata = metadata
         self._factory = sessionmaker(self.engine, expire_on_commit=False, future=True)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError:
+            # another worker created the tables between our check and our CREATE
+            metadata.create_all(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
