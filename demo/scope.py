@@ -193,6 +193,14 @@ class Scope:
         return None
 
     @property
+    def lookup_type(self) -> str | None:
+        """The first lookup type named by an ``auth-{type}`` item, with or without a value."""
+        for item in self.additional:
+            if item.kind == "auth" and item.name in LOOKUP_TYPES:
+                return item.name
+        return None
+
+    @property
     def noedit(self) -> bool:
         return any(item.kind == "noedit" for item in self.additional)
 

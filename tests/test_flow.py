@@ -87,6 +87,15 @@ def test_prefill_with_typo_falls_back(live, visitor):
     assert form["method"] == "email" and form["value"] == "uapi-test-residentail@example.com"
 
 
+def test_lookup_type_without_value_preselects_the_method(live, visitor):
+    params = {"response_type": "code", "client_id": live.settings["client_id"],
+              "redirect_uri": live.settings["redirect_uri"], "state": "s", "scope": "FB=4;AdditionalScope=auth-email"}
+    page = visitor.get(live.settings["authorize_url"], params=params)
+    assert page.url.endswith("/authorize/lookup") and page.text_of("lookup-notice") is None
+    form = dict(page.form("/authorize/lookup").fields)
+    assert form["method"] == "email" and form["value"] == ""
+
+
 def test_decline_comes_back_as_access_denied(live, visitor):
     page = enter_otp(visitor, connect(visitor, live, "phone", TEST_IDS["residential"]["phone"]))
     page = decide(visitor, page, decline=True)

@@ -372,3 +372,10 @@ def test_encode_decode_round_trip(value):
     encoded = encode_value(value)
     assert decode_value(encoded) == value
     assert not set(encoded) & set("_;= ")
+
+
+def test_lookup_type_with_and_without_value():
+    assert parse_scope("FB=4;AdditionalScope=noedit_auth-email").lookup_type == "email"
+    assert parse_scope("FB=4;AdditionalScope=noedit_auth-email").lookup is None
+    assert parse_scope("FB=4;AdditionalScope=auth-utility-x_auth-phone-1").lookup_type == "phone"
+    assert parse_scope("FB=4").lookup_type is None

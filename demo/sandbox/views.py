@@ -87,10 +87,12 @@ def _pending(s, stage: str | None = None) -> PendingAuthorization:
 
 
 def _prefill(pending) -> tuple[str, str] | None:
+    """The lookup the third party pre-filled: ``(type, value)``; value "" for ``auth-{type}``."""
     try:
-        return portal.requested_scope(pending).lookup
+        scope = portal.requested_scope(pending)
     except ScopeError:
         return None
+    return scope.lookup or ((scope.lookup_type, "") if scope.lookup_type else None)
 
 
 def _company(s, pending) -> str:
