@@ -3,13 +3,15 @@ callback, and present it (page and JSON)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
+from urllib.parse import quote
 
 from sqlalchemy.orm import Session
 
 from ..config import VISITOR_KEYS
-from ..scope import ScopeError, build_scope, parse_scope
+from ..scope import ScopeError, build_scope, describe_function_block, parse_scope
 from ..storage import Vault, utcnow
 from ..tokens import digest, mask, new_uid
 from . import client as gbc
@@ -37,7 +39,7 @@ def client_config(eff: dict, timeout: float) -> gbc.ClientConfig:
     )
 
 
-def scope_from_choices(base_scope: str, *, function_blocks: list[int], history: str, end_date: date | None,
+def scope_from_choices(*, function_blocks: list[int], history: str, end_date: date | None,
                        lookup_type: str, lookup_value: str, noedit: bool, meters_all: bool) -> str:
     """The scope the connect form describes (raises ScopeError / ValueError with a clear message)."""
     if not function_blocks:
@@ -60,6 +62,29 @@ def scope_from_choices(base_scope: str, *, function_blocks: list[int], history: 
     return build_scope(sorted(set(function_blocks)),
                        history_length=int(history) if history not in ("", None) else None,
                        preferred_auth_end_date=end_ts, additional=additional, lookup=lookup)
+
+
+STATE_PLACEHOLDER = "{state}"
+
+
+def review(eff: dict, timeout: float, **choices) -> dict:
+    """What the connect form describes: the scope (decoded, explained, percent-encoded) and the
+    authorization URL with placeholders for the values generated at connect time; or the error."""
+    try:
+        scope = scope_from_choices(**choices)
+    except (ScopeError, ValueError) as exc:
+        return {"error": getattr(exc, "message", str(exc)), "scope": "", "scope_encoded": "", "url": "",
+                "explained": [], "parsed": None}
+    cfg = client_config(eff, timeout)
+    url = gbc.authorization_url(replace(cfg, pkce=False), scope, STATE_PLACEHOLDER, None)
+    url = url.replace(quote(STATE_PLACEHOLDER, safe=""), STATE_PLACEHOLDER)
+    if cfg.pkce:
+        url += "&code_challenge={code_challenge}&code_challenge_method=S256"
+    parsed = parse_scope(scope)
+    explained = [f"FB {fb}: {describe_function_block(fb)}" for fb in parsed.function_blocks]
+    explained += [item.describe() for item in parsed.additional]
+    return {"scope": scope, "scope_encoded": quote(scope, safe=""), "parsed": parsed, "url": url,
+            "explained": explained, "error": None}
 
 
 def start_run(s: Session, visitor_id: str, eff: dict, vault: Vault, scope: str,

@@ -2,22 +2,17 @@
 :mod:`.runs` and :mod:`demo.scope`."""
 from __future__ import annotations
 
-from dataclasses import replace
-from urllib.parse import quote
-
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 
 from ..lookup import LOOKUP_LABELS
-from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block, parse_scope
+from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
 from ..tokens import mask, new_uid
 from ..web import allow_form_action, origin
-from . import client as gbc
 from . import runs as runs_mod
 from .forms import ConnectForm, ResetForm, SettingsForm
 from .models import Run, VisitorSettings
 
 bp = Blueprint("site", __name__)
-STATE_PLACEHOLDER = "{state}"
 
 
 def ctx():
@@ -57,26 +52,12 @@ def _connect_form(eff: dict) -> ConnectForm:
 
 
 def _preview(form: ConnectForm, eff: dict) -> dict:
-    """The scope and authorization URL the form describes, or what is wrong with them."""
-    try:
-        scope = runs_mod.scope_from_choices(
-            eff["scope"], function_blocks=form.function_blocks.data or [], history=form.history.data or "",
-            end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
-            lookup_value=form.lookup_value.data or "", noedit=form.noedit.data,
-            meters_all=form.meters_all.data)
-    except (ScopeError, ValueError) as exc:
-        return {"error": getattr(exc, "message", str(exc)), "scope": "", "scope_encoded": "", "url": "",
-                "explained": []}
-    cfg = runs_mod.client_config(eff, _timeout())
-    url = gbc.authorization_url(replace(cfg, pkce=False), scope, STATE_PLACEHOLDER, None)
-    url = url.replace(quote(STATE_PLACEHOLDER, safe=""), STATE_PLACEHOLDER)
-    if cfg.pkce:
-        url += "&code_challenge={code_challenge}&code_challenge_method=S256"
-    parsed = parse_scope(scope)
-    explained = [f"FB {fb}: {describe_function_block(fb)}" for fb in parsed.function_blocks]
-    explained += [item.describe() for item in parsed.additional]
-    return {"scope": scope, "scope_encoded": quote(scope, safe=""), "parsed": parsed, "url": url,
-            "explained": explained, "error": None}
+    """The Review section for the form's current values (see :func:`.runs.review`)."""
+    return runs_mod.review(
+        eff, _timeout(), function_blocks=form.function_blocks.data or [], history=form.history.data or "",
+        end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
+        lookup_value=form.lookup_value.data or "", noedit=bool(form.noedit.data),
+        meters_all=bool(form.meters_all.data))
 
 
 def _render_home(eff: dict, form: ConnectForm, review: dict, status: int = 200):
