@@ -8,16 +8,14 @@ from datetime import UTC, datetime
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, abort, current_app
 
-from ..espi.build import MeterResource, authorization_entry, batch_subscription_feed
-from ..espi.model import Authorization, DateTimeInterval, LocalTimeParameters
+from ..espi.build import authorization_entry, batch_subscription_feed
 from .models import AuthorizationRow, TokenRow
-from .oauth import ctx, resource_base
+from .oauth import ctx
+from .resources import RESOURCE_PATH, espi_authorization, meter_resources, resource_base
 
-bp = Blueprint("espi", __name__, url_prefix="/DataCustodian/espi/1_1/resource")
+bp = Blueprint("espi", __name__, url_prefix=RESOURCE_PATH)
 
 ATOM = "application/atom+xml"
-PACIFIC = LocalTimeParameters(tz_offset=-28800, dst_offset=3600, dst_start_rule="360E2000",
-                              dst_end_rule="B40E2000")
 
 
 def _token() -> TokenRow:
@@ -46,25 +44,6 @@ def _xml(body: bytes) -> Response:
     return Response(body, content_type=f"{ATOM}; charset=utf-8")
 
 
-def _model(row: AuthorizationRow) -> Authorization:
-    base = resource_base(ctx().settings)
-    end = row.authorized_end
-    fb = (row.scope.split(";")[0] if row.scope else "").removeprefix("FB=").split("_")
-    return Authorization(
-        uid=row.uid,
-        status=row.status,
-        scope=row.scope,
-        token_type="Bearer",
-        authorized_period=DateTimeInterval(row.authorized_start, max(0, end - row.authorized_start) if end else 0),
-        published_period=DateTimeInterval(row.history_start, row.authorized_start - row.history_start),
-        expires_at=end or None,
-        grant_type="authorization_code",
-        resource_uri=f"{base}/Batch/Subscription/{row.uid}",
-        authorization_uri=f"{base}/Authorization/{row.uid}",
-        customer_resource_uri=f"{base}/Batch/RetailCustomer/{row.uid}" if "51" in fb else None,
-    )
-
-
 def _stamp(row: AuthorizationRow) -> datetime:
     return row.created.replace(tzinfo=UTC)
 
@@ -72,7 +51,8 @@ def _stamp(row: AuthorizationRow) -> datetime:
 @bp.get("/Authorization/<uid>")
 def authorization(uid: str):
     row = _authorization_for(uid)
-    return _xml(authorization_entry(resource_base(ctx().settings), _model(row),
+    base = resource_base(ctx().settings["sandbox_url"])
+    return _xml(authorization_entry(base, espi_authorization(row, base),
                                     updated=_stamp(row), published=_stamp(row)))
 
 
@@ -81,10 +61,6 @@ def authorization(uid: str):
 def batch_subscription(uid: str):
     row = _authorization_for(uid)
     customer = ctx().directory.by_account(row.account_number)
-    meters = [
-        MeterResource(uid=m.uid, tariff=m.service_tariff, service_kind=m.service_kind,
-                      title=m.service_address, local_time=PACIFIC)
-        for m in (customer.meters if customer else ()) if m.uid in row.meter_uids
-    ]
-    return _xml(batch_subscription_feed(resource_base(ctx().settings), row.uid, meters,
+    return _xml(batch_subscription_feed(resource_base(ctx().settings["sandbox_url"]), row.uid,
+                                        meter_resources(customer, row.meter_uids),
                                         updated=_stamp(row), published=_stamp(row)))

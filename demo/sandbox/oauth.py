@@ -24,6 +24,7 @@ from ..storage import utcnow
 from ..tokens import digest, new_token, same
 from .custodian import ScopeNotAllowed, check_requestable
 from .models import AuthorizationCodeRow, AuthorizationRow, ClientRow, TokenRow
+from .resources import grants_customer_data, resource_base
 
 
 def ctx():
@@ -153,10 +154,6 @@ class SandboxAuthorizationServer(AuthorizationServer):
             raise InvalidScopeError(description=str(getattr(exc, "message", exc))) from None
 
 
-def resource_base(settings) -> str:
-    return settings["sandbox_url"].rstrip("/") + "/DataCustodian/espi/1_1/resource"
-
-
 def query_client(client_id):
     with ctx().db.session() as s:
         row = s.get(ClientRow, client_id)
@@ -167,7 +164,7 @@ def save_token(token, request):
     """Store hashes only, and add UtilityAPI's Green Button fields to the response."""
     settings = ctx().settings
     authorization: AuthorizationRow | None = request.user
-    base = resource_base(settings)
+    base = resource_base(settings["sandbox_url"])
     with ctx().db.session() as s:
         s.add(TokenRow(
             access_hash=digest(token["access_token"]),
@@ -181,7 +178,7 @@ def save_token(token, request):
     if authorization is not None:
         token["resourceURI"] = f"{base}/Subscription/{authorization.uid}"
         token["authorizationURI"] = f"{base}/Authorization/{authorization.uid}"
-        if "51" in (token.get("scope") or "").split(";")[0].removeprefix("FB=").split("_"):
+        if grants_customer_data(token.get("scope") or ""):
             token["customerResourceURI"] = f"{base}/RetailCustomer/{authorization.uid}"
 
 
