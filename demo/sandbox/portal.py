@@ -10,8 +10,8 @@ from datetime import UTC, timedelta
 
 from sqlalchemy.orm import Session
 
-from ..lookup import NOT_FOUND, Contact, Customer, CustomerDirectory, LookupResult
-from ..scope import Scope, parse_scope
+from ..lookup import LOOKUP_LABELS, NOT_FOUND, Contact, Customer, CustomerDirectory, LookupError_, LookupResult
+from ..scope import Scope, ScopeError, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_otp, new_uid, same
 from . import custodian
@@ -37,6 +37,36 @@ def started_at(pending: PendingAuthorization) -> int:
 
 def requested_scope(pending: PendingAuthorization) -> Scope:
     return parse_scope(pending.request_args.get("scope") or custodian.DEFAULT_SCOPE)
+
+
+def prefill(pending: PendingAuthorization) -> tuple[str, str] | None:
+    """The lookup the third party pre-filled: ``(type, value)``; value "" for ``auth-{type}``."""
+    try:
+        scope = requested_scope(pending)
+    except ScopeError:
+        return None
+    return scope.lookup or ((scope.lookup_type, "") if scope.lookup_type else None)
+
+
+def try_prefill(s: Session, pending: PendingAuthorization, directory: CustomerDirectory, settings: dict,
+                company_name: str) -> bool:
+    """Look the customer up from the scope's prefill. True: found, on to the passcode step.
+    False: the lookup step follows, with a notice when a prefilled value found nobody."""
+    lookup = requested_scope(pending).lookup
+    if lookup is None:
+        return False
+    lookup_type, value = lookup
+    try:
+        result = directory.find(lookup_type, value)
+    except LookupError_ as exc:
+        pending.notice = (f"We couldn't use the {LOOKUP_LABELS[lookup_type].lower()} {value!r} "
+                          f"that was filled in for you: {exc}")
+        return False
+    if not result.found:
+        pending.notice = result.message
+        return False
+    use_lookup(s, pending, result, lookup_type, settings, company_name)
+    return True
 
 
 def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, lookup_type: str,

@@ -60,39 +60,18 @@ def authorize():
     with ctx().db.session() as s:
         pending = portal.begin(s, grant.client.get_client_id(), args)
         session["pending"] = pending.id
-        scope = portal.requested_scope(pending)
-        if scope.lookup:
-            lookup_type, value = scope.lookup
-            try:
-                result = ctx().directory.find(lookup_type, value)
-            except LookupError_ as exc:
-                result = None
-                pending.notice = f"We couldn't use the {LOOKUP_LABELS[lookup_type].lower()} " \
-                                 f"{value!r} that was filled in for you: {exc}"
-            if result is not None and result.found:
-                portal.use_lookup(s, pending, result, lookup_type, ctx().settings, _company(s, pending))
-                return redirect(url_for(".verify"), 303)
-            if result is not None:
-                pending.notice = result.message
+        if portal.try_prefill(s, pending, ctx().directory, ctx().settings, _company(s, pending)):
+            return redirect(url_for(".verify"), 303)
     return redirect(url_for(".lookup"), 303)
 
 
-def _pending(s, stage: str | None = None) -> PendingAuthorization:
+def _pending(s) -> PendingAuthorization:
     pending_id = session.get("pending")
     pending = s.get(PendingAuthorization, pending_id) if pending_id else None
     if pending is None:
         abort(400, "There is no data-sharing request in progress in this browser. Start again from "
                    "the website of the company that asked for your data.")
     return pending
-
-
-def _prefill(pending) -> tuple[str, str] | None:
-    """The lookup the third party pre-filled: ``(type, value)``; value "" for ``auth-{type}``."""
-    try:
-        scope = portal.requested_scope(pending)
-    except ScopeError:
-        return None
-    return scope.lookup or ((scope.lookup_type, "") if scope.lookup_type else None)
 
 
 def _company(s, pending) -> str:
@@ -106,7 +85,7 @@ def lookup():
         pending = _pending(s)
         form = LookupForm()
         if not form.is_submitted():
-            prefill = _prefill(pending)
+            prefill = portal.prefill(pending)
             if prefill:  # a prefill that found nobody: let the customer correct it
                 form.method.data, form.value.data = prefill
         error = None
