@@ -67,6 +67,18 @@ DEFAULTS: dict[str, Any] = {
     "sandbox_code_ttl": 600,
     "sandbox_access_token_ttl": 3600,
     "sandbox_show_test_otp": True,
+    # seconds from authorization until the data is collected: batch endpoints answer
+    # 202 + Retry-After before that (the real platform takes minutes)
+    "sandbox_ready_delay": 5,
+    "sandbox_refresh_rotation": True,        # refresh_token grant issues a new refresh token
+    "sandbox_refresh_token_ttl": 0,          # seconds; 0 = as long as the authorization
+    "sandbox_api_token_years": 10,           # JSON API tokens expire 10 years after creation
+    "sandbox_webhook_timeout": 5.0,          # seconds per delivery attempt
+    "sandbox_webhook_retry_base": 60,        # first retry after this many seconds, doubling ...
+    "sandbox_webhook_retry_max": 3600,       # ... up to hourly ...
+    "sandbox_webhook_retry_window": 259200,  # ... for 72 hours
+    "sandbox_webhook_poll": 1.0,             # how often the delivery thread looks for due events
+    "sandbox_webhooks": True,                # run the delivery thread
 }
 
 #: Settings a visitor may change on the demo site's settings page.

@@ -49,6 +49,9 @@ def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
         "site_port": site_port,
         "sandbox_port": sandbox_port,
         "secret_key": "test-secret-key",
+        "sandbox_ready_delay": 0,
+        "sandbox_webhook_retry_base": 1,
+        "sandbox_webhook_poll": 0.2,
         **overrides,
     }, env={})
     site_app, sandbox_app = create_site(settings), create_sandbox(settings)

@@ -4,6 +4,7 @@ are readable only with that authorization's own token."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import requests
@@ -43,7 +44,9 @@ def test_served_resources_validate_against_espi(live, commercial_token, espi_sch
         assert feed.status_code == 200
         assert_valid(espi_schema, feed.content)
         meters = parse_usage_points(feed.content)
-        assert [m.id for m in meters] == ["1902001", "1902002", "1902003", "1902004"]
+        assert len(meters) == 4 and len(set(m.id for m in meters)) == 4
+        assert all(re.fullmatch(r"\d{7}", m.id) for m in meters)     # new meter uids per authorization
+        assert [m.tariff_profile[:4] for m in meters] == ["B-19", "B-10", "B-1 ", "B-6 "]
         assert all(m.local_time.tz_offset == -28800 for m in meters)
 
 

@@ -10,6 +10,7 @@ from flask import Blueprint, Response, abort, current_app
 
 from ..espi.build import authorization_entry, batch_subscription_feed
 from .models import AuthorizationRow, TokenRow
+from .lifecycle import meters_of
 from .oauth import ctx
 from .resources import RESOURCE_PATH, espi_authorization, meter_resources, resource_base
 
@@ -61,6 +62,7 @@ def authorization(uid: str):
 def batch_subscription(uid: str):
     row = _authorization_for(uid)
     customer = ctx().directory.by_account(row.account_number)
-    return _xml(batch_subscription_feed(resource_base(ctx().settings["sandbox_url"]), row.uid,
-                                        meter_resources(customer, row.meter_uids),
+    with ctx().db.session() as s:
+        return _xml(batch_subscription_feed(resource_base(ctx().settings["sandbox_url"]), row.uid,
+                                        meter_resources(customer, meters_of(s, row.uid)),
                                         updated=_stamp(row), published=_stamp(row)))

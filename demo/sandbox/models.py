@@ -26,6 +26,16 @@ class ClientRow(Base):
     company_website: Mapped[str] = mapped_column(String(500), default="")
     scope_of_use: Mapped[str] = mapped_column(Text, default="")
     redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    #: "sandbox" (test accounts only) or "live" (any customer), as UtilityAPI registrations
+    mode: Mapped[str] = mapped_column(String(8), default="sandbox")
+    #: the third party's user on the platform (the JSON API's user_email / user_uid)
+    user_email: Mapped[str] = mapped_column(String(320), default="")
+    user_uid: Mapped[str] = mapped_column(String(32), default="")
+    #: once the dashboard changed redirect_uris or the secret, the config no longer overwrites them
+    dashboard_managed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: hash of the registration_access_token (ApplicationInformation); shown once when issued
+    registration_token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    secret_rotated: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class PendingAuthorization(Base):
@@ -68,6 +78,39 @@ class AuthorizationRow(Base):
     authorized_start: Mapped[int] = mapped_column(Integer)
     authorized_end: Mapped[int] = mapped_column(Integer)         # 0 = until revoked
     is_test: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: how it was made: "oauth" (a customer went through the portal) or "test-submit"
+    source: Mapped[str] = mapped_column(String(16), default="oauth")
+    #: the test-submit scenario's behaviour; for OAuth authorizations "normal"
+    behaviour: Mapped[str] = mapped_column(String(32), default="normal")
+    form_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    referrals: Mapped[list] = mapped_column(JSON, default=list)
+    nickname: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    is_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when the data is collected: batch endpoints answer 202 before this (readiness)
+    ready_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    revoked_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # customer | third_party
+    declined_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    expired_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class MeterRow(Base):
+    """A meter found for an authorization (UtilityAPI's Meter; ESPI's UsagePoint).
+
+    ``uid`` is new for every authorization, as on the platform; ``service_uid``
+    names the customer-directory meter whose deterministic data it serves.
+    """
+
+    __tablename__ = "meters"
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    authorization_uid: Mapped[str] = mapped_column(ForeignKey("authorizations.uid"), index=True)
+    service_uid: Mapped[str] = mapped_column(String(32))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    is_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: months asked for by POST /meters/historical-collection (None: not triggered)
+    collection_duration: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    collection_started: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class AuthorizationCodeRow(Base):
@@ -104,6 +147,71 @@ class TokenRow(Base):
 
     def get_scope(self) -> str:
         return self.scope
+
+
+class ApiTokenRow(Base):
+    """A JSON API token of a third party (dashboard "API Settings"); stored as a hash."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    last4: Mapped[str] = mapped_column(String(4))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires: Mapped[datetime] = mapped_column(DateTime)   # 10 years by default, or when expired by hand
+
+
+class WebhookEndpointRow(Base):
+    """Where a third party receives events (dashboard "Webhook Settings")."""
+
+    __tablename__ = "webhook_endpoints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    secret_encrypted: Mapped[str] = mapped_column(Text)     # Fernet (storage.Vault): needed to sign
+    event_types: Mapped[list] = mapped_column(JSON, default=list)   # empty: every type
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EventRow(Base):
+    """One event for one delivery target (UtilityAPI's Event object; reference §5.9).
+
+    ``ts`` is when it happens; an event whose ts is in the future (the end of
+    data collection) is neither listed nor delivered before then.
+    """
+
+    __tablename__ = "events"
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[datetime] = mapped_column(DateTime, index=True)
+    authorization_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    meter_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    form_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    endpoint_id: Mapped[int | None] = mapped_column(ForeignKey("webhook_endpoints.id"), nullable=True)
+    delivery_target: Mapped[str | None] = mapped_column(Text, nullable=True)
+    is_delivered: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    last_result: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class FormRow(Base):
+    """An authorization form (the JSON API's Form; test-submit's target)."""
+
+    __tablename__ = "forms"
+    uid: Mapped[str] = mapped_column(String(32), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("clients.client_id"), index=True)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    template_uid: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    customer_email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    utility: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    scope: Mapped[dict] = mapped_column(JSON, default=dict)
+    is_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class OutboxMessage(Base):

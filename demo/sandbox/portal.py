@@ -14,7 +14,7 @@ from ..lookup import LOOKUP_LABELS, NOT_FOUND, Contact, Customer, CustomerDirect
 from ..scope import Scope, ScopeError, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_otp, new_uid, same
-from . import custodian
+from . import custodian, lifecycle
 from .models import AuthorizationCodeRow, AuthorizationRow, OutboxMessage, PendingAuthorization
 
 PENDING_LIFETIME = timedelta(days=1)
@@ -173,8 +173,9 @@ def consent_options(scope: Scope, now: int | None = None) -> ConsentOptions:
 
 
 def authorize(s: Session, pending: PendingAuthorization, customer: Customer, options: ConsentOptions,
-              *, history: int, end: int, meter_uids: list[str]) -> AuthorizationRow:
-    """Record the customer's authorization with the final scope."""
+              *, history: int, end: int, meter_uids: list[str], settings: dict) -> AuthorizationRow:
+    """Record the customer's authorization with the final scope; its meters get
+    new uids and data collection starts (:func:`.lifecycle.authorized`)."""
     allowed = {c.value for c in options.history}
     if history not in allowed:
         raise ValueError("Choose how much past data to share from the list.")
@@ -188,7 +189,7 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
         raise ValueError("Choose at least one meter to share.")
     now = int(time.time())
     row = AuthorizationRow(
-        uid=new_authorization_uid(s),
+        uid=lifecycle.numeric_uid(s, AuthorizationRow),
         client_id=pending.client_id,
         scenario=customer.scenario,
         account_number=customer.account_number,
@@ -203,15 +204,9 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
         is_test=True,
     )
     s.add(row)
+    s.flush()
+    lifecycle.authorized(s, row, meter_uids, settings)
     return row
-
-
-def new_authorization_uid(s: Session) -> str:
-    """A numeric-looking uid, as UtilityAPI's (strings that look like numbers), not yet taken."""
-    while True:
-        uid = str(secrets.randbelow(9_000_000) + 1_000_000)
-        if s.get(AuthorizationRow, uid) is None:
-            return uid
 
 
 def decline(s: Session, pending: PendingAuthorization, customer: Customer | None, scope: Scope) -> None:
@@ -219,13 +214,16 @@ def decline(s: Session, pending: PendingAuthorization, customer: Customer | None
     if customer is None:
         return
     now = int(time.time())
-    s.add(AuthorizationRow(
-        uid=new_authorization_uid(s),
+    row = AuthorizationRow(
+        uid=lifecycle.numeric_uid(s, AuthorizationRow),
         client_id=pending.client_id, scenario=customer.scenario,
         account_number=customer.account_number, customer_email=customer.email, status=2,
         requested_scope=scope.to_string(), scope="", meter_uids=[], history_start=now,
         authorized_start=now, authorized_end=now, is_test=True,
-    ))
+    )
+    s.add(row)
+    s.flush()
+    lifecycle.declined(s, row)
 
 
 def contact_of(pending: PendingAuthorization) -> Contact | None:

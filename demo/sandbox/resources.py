@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from ..espi.build import MeterResource
 from ..espi.model import Authorization, DateTimeInterval, LocalTimeParameters
-from ..lookup import Customer
+from ..lookup import Customer, Meter
 from ..scope import ScopeError, parse_scope
-from .models import AuthorizationRow
+from .models import AuthorizationRow, MeterRow
 
 RESOURCE_PATH = "/DataCustodian/espi/1_1/resource"
 #: US Pacific time, as UtilityAPI sends it for PCE (reference §3.4).
@@ -44,11 +44,20 @@ def espi_authorization(row: AuthorizationRow, base: str) -> Authorization:
     )
 
 
-def meter_resources(customer: Customer | None, meter_uids: list[str]) -> list[MeterResource]:
-    """The shared meters, in the customer's order."""
-    shared = set(meter_uids)
-    return [
-        MeterResource(uid=m.uid, tariff=m.service_tariff, service_kind=m.service_kind,
-                      title=m.service_address, local_time=PACIFIC)
-        for m in (customer.meters if customer else ()) if m.uid in shared
-    ]
+def service_meter(customer: Customer | None, meter: MeterRow) -> Meter | None:
+    """The customer-directory meter behind an authorization's meter."""
+    for m in customer.meters if customer else ():
+        if m.uid == meter.service_uid:
+            return m
+    return None
+
+
+def meter_resources(customer: Customer | None, meters: list[MeterRow]) -> list[MeterResource]:
+    """The shared meters as UsagePoints (id = the authorization's meter uid), in the customer's order."""
+    resources = []
+    for meter in meters:
+        m = service_meter(customer, meter)
+        if m is not None:
+            resources.append(MeterResource(uid=meter.uid, tariff=m.service_tariff, service_kind=m.service_kind,
+                                           title=m.service_address, local_time=PACIFIC))
+    return resources

@@ -189,7 +189,8 @@ def consent():
                     else:
                         grant_user = portal.authorize(
                             s, pending, customer, options, history=form.history.data,
-                            end=form.end.data, meter_uids=form.meters.data or [])
+                            end=form.end.data, meter_uids=form.meters.data or [],
+                            settings=ctx().settings)
                 except ValueError as exc:
                     error = str(exc)
                 else:

@@ -1,0 +1,82 @@
+"""Which credential a Bearer token is, free of Flask (reference §1.9).
+
+UtilityAPI's ESPI API knows four kinds of bearer token:
+
+=================  ==========================================  =========================================
+kind               obtained by                                 reaches
+=================  ==========================================  =========================================
+``access``         authorization_code or refresh_token grant   one authorization's Resource/Batch data
+``client``         client_credentials grant                    the Authorization list, Bulk
+``registration``   the dashboard (Green Button Hosting)        ApplicationInformation
+``api``            the dashboard (API Settings)                the JSON API, and every ESPI endpoint
+=================  ==========================================  =========================================
+
+Only SHA-256 hashes are stored, so a token is looked up by its digest.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from ..storage import utcnow
+from ..tokens import digest
+from .models import ApiTokenRow, ClientRow, TokenRow
+
+ACCESS, CLIENT, REGISTRATION, API = "access", "client", "registration", "api"
+
+
+@dataclass(frozen=True)
+class Credential:
+    kind: str
+    client_id: str
+    authorization_uid: str | None = None
+    scope: str = ""
+    expires: datetime | None = None
+
+
+class CredentialError(Exception):
+    """401: missing, unknown, expired or revoked."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+def bearer_from_header(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def identify(s: Session, token: str | None, now: datetime | None = None) -> Credential:
+    """The live credential a bearer token is; raises :class:`CredentialError` (-> 401)."""
+    if not token:
+        raise CredentialError("invalid_request", "No bearer token: send Authorization: Bearer <token>.")
+    now = now or utcnow()
+    hashed = digest(token)
+    row = s.query(TokenRow).filter_by(access_hash=hashed).first()
+    if row is not None:
+        if row.revoked:
+            raise CredentialError("invalid_token", "This access token was revoked.")
+        if row.expires <= now:
+            raise CredentialError("invalid_token", "This access token has expired; use the refresh_token "
+                                                   "grant (or client_credentials again) for a new one.")
+        return Credential(ACCESS if row.token_class == "access" else CLIENT, row.client_id,
+                          row.authorization_uid, row.scope, row.expires)
+    api = s.query(ApiTokenRow).filter_by(token_hash=hashed).first()
+    if api is not None:
+        if api.expires <= now:
+            raise CredentialError("invalid_token", "This API token has expired; create a new one in the "
+                                                   "sandbox dashboard's API settings.")
+        return Credential(API, api.client_id, expires=api.expires)
+    client = s.query(ClientRow).filter_by(registration_token_hash=hashed).first()
+    if client is not None:
+        return Credential(REGISTRATION, client.client_id)
+    raise CredentialError("invalid_token", "This bearer token is not known to the sandbox.")

@@ -1,0 +1,212 @@
+"""What happens to an authorization after the customer's decision, free of Flask:
+its meters are found, its data is collected (readiness), events are recorded
+for the third party's webhooks, and it ends by revocation or expiry.
+
+Every function takes a SQLAlchemy session and leaves committing to the caller.
+"""
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from ..storage import utcnow
+from .models import AuthorizationRow, EventRow, MeterRow, TokenRow, WebhookEndpointRow
+
+#: Event types a third party can receive (reference §5.9).
+EVENT_TYPES = (
+    "ping",
+    "form_created",
+    "authorization_created",
+    "authorization_declined",
+    "authorization_renewed",
+    "authorization_update_started",
+    "authorization_update_delayed",
+    "authorization_update_retrying",
+    "authorization_update_progress",
+    "authorization_update_finished_successful",
+    "authorization_update_finished_errored",
+    "authorization_expiring_soon",
+    "authorization_expired",
+    "authorization_revoked",
+    "meter_created",
+    "meter_bills_added",
+    "meter_intervals_added",
+    "meter_historical_collection_started",
+    "meter_historical_collection_delayed",
+    "meter_historical_collection_retrying",
+    "meter_historical_collection_progress",
+    "meter_historical_collection_finished_successful",
+    "meter_historical_collection_finished_errored",
+)
+
+#: Test behaviours whose collection fails (the authorization or its meters end "errored").
+ERRORED_BEHAVIOURS = ("badlogin", "badlogin_after", "websitedown", "websitedown_after", "utilityerror")
+
+
+def numeric_uid(s: Session, model, digits: int = 7) -> str:
+    """A numeric-looking uid (UtilityAPI's uids are strings of digits) not yet taken in ``model``."""
+    low = 10 ** (digits - 1)
+    while True:
+        uid = str(secrets.randbelow(9 * low) + low)
+        if s.get(model, uid) is None:
+            return uid
+
+
+def ready_delay(settings: dict) -> int:
+    return max(0, int(settings.get("sandbox_ready_delay", 0)))
+
+
+def seconds_until_ready(authorization: AuthorizationRow, now: datetime | None = None) -> int:
+    """0 once the authorization's data is collected; else whole seconds to wait (>= 1)."""
+    now = now or utcnow()
+    if authorization.ready_at is None or authorization.ready_at <= now:
+        return 0
+    return max(1, int((authorization.ready_at - now).total_seconds() + 0.999))
+
+
+def meters_of(s: Session, authorization_uid: str) -> list[MeterRow]:
+    return (s.query(MeterRow).filter_by(authorization_uid=authorization_uid)
+            .order_by(MeterRow.position).all())
+
+
+def emit(s: Session, client_id: str, type_: str, *, ts: datetime | None = None,
+         authorization_uid: str | None = None, meter_uid: str | None = None,
+         form_uid: str | None = None) -> list[EventRow]:
+    """Record an event: one row per webhook endpoint that wants this type, or a single
+    undelivered row when none does (it can still be read from ``/api/v2/events``)."""
+    ts = ts or utcnow()
+    endpoints = [e for e in s.query(WebhookEndpointRow).filter_by(client_id=client_id, disabled=False)
+                 if not e.event_types or type_ in e.event_types]
+    rows = []
+    for endpoint in endpoints or [None]:
+        row = EventRow(
+            uid=numeric_uid(s, EventRow, 9), client_id=client_id, type=type_, ts=ts,
+            authorization_uid=authorization_uid, meter_uid=meter_uid, form_uid=form_uid,
+            endpoint_id=endpoint.id if endpoint else None,
+            delivery_target=endpoint.url if endpoint else None,
+            next_attempt=ts if endpoint else None,
+        )
+        s.add(row)
+        rows.append(row)
+    s.flush()
+    return rows
+
+
+def create_meters(s: Session, authorization: AuthorizationRow, service_uids: Iterable[str]) -> list[MeterRow]:
+    """New meter uids for the customer's shared meters, in the customer's order."""
+    meters = []
+    for position, service_uid in enumerate(service_uids):
+        meter = MeterRow(uid=numeric_uid(s, MeterRow), authorization_uid=authorization.uid,
+                         service_uid=service_uid, position=position, created=authorization.created)
+        s.add(meter)
+        s.flush()
+        meters.append(meter)
+    authorization.meter_uids = [m.uid for m in meters]
+    return meters
+
+
+def authorized(s: Session, authorization: AuthorizationRow, service_uids: Iterable[str], settings: dict,
+               *, now: datetime | None = None) -> list[MeterRow]:
+    """The customer authorized: find the meters, start collecting, tell the third party.
+
+    The platform's sequence (reference §5.9): ``authorization_created`` and
+    ``authorization_update_started`` now, ``meter_created`` per meter, and
+    ``authorization_update_finished_*`` when the data is ready.
+    """
+    now = now or utcnow()
+    authorization.created = now
+    authorization.ready_at = now + timedelta(seconds=ready_delay(settings))
+    errored_at_login = authorization.behaviour in ("badlogin", "websitedown", "utilityerror")
+    meters = [] if errored_at_login else create_meters(s, authorization, service_uids)
+    if errored_at_login:
+        authorization.meter_uids = []
+    client = authorization.client_id
+    emit(s, client, "authorization_created", ts=now, authorization_uid=authorization.uid)
+    emit(s, client, "authorization_update_started", ts=now, authorization_uid=authorization.uid)
+    for meter in meters:
+        emit(s, client, "meter_created", ts=now, authorization_uid=authorization.uid, meter_uid=meter.uid)
+    finished = ("authorization_update_finished_errored" if authorization.behaviour in ERRORED_BEHAVIOURS
+                else "authorization_update_finished_successful")
+    emit(s, client, finished, ts=authorization.ready_at, authorization_uid=authorization.uid)
+    return meters
+
+
+def declined(s: Session, authorization: AuthorizationRow, *, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    authorization.status = 2
+    authorization.declined_at = now
+    emit(s, authorization.client_id, "authorization_declined", ts=now, authorization_uid=authorization.uid)
+
+
+def historical_collection(s: Session, meters: list[MeterRow], duration: int, settings: dict,
+                          *, now: datetime | None = None) -> None:
+    """``POST /meters/historical-collection``: started now, finished when ready."""
+    now = now or utcnow()
+    done = now + timedelta(seconds=ready_delay(settings))
+    for meter in meters:
+        authorization = s.get(AuthorizationRow, meter.authorization_uid)
+        meter.collection_duration = duration
+        meter.collection_started = now
+        if authorization.ready_at is None or authorization.ready_at < done:
+            authorization.ready_at = done
+        auth_uid = meter.authorization_uid
+        emit(s, authorization.client_id, "meter_historical_collection_started", ts=now,
+             authorization_uid=auth_uid, meter_uid=meter.uid)
+        if authorization.behaviour in ERRORED_BEHAVIOURS:
+            emit(s, authorization.client_id, "meter_historical_collection_finished_errored", ts=done,
+                 authorization_uid=auth_uid, meter_uid=meter.uid)
+            continue
+        if authorization.behaviour != "nointervals":
+            emit(s, authorization.client_id, "meter_intervals_added", ts=done,
+                 authorization_uid=auth_uid, meter_uid=meter.uid)
+        emit(s, authorization.client_id, "meter_bills_added", ts=done,
+             authorization_uid=auth_uid, meter_uid=meter.uid)
+        emit(s, authorization.client_id, "meter_historical_collection_finished_successful", ts=done,
+             authorization_uid=auth_uid, meter_uid=meter.uid)
+
+
+def revoke_tokens(s: Session, authorization_uid: str) -> None:
+    s.query(TokenRow).filter_by(authorization_uid=authorization_uid).update({"revoked": True})
+
+
+def revoke(s: Session, authorization: AuthorizationRow, by: str, *, now: datetime | None = None) -> bool:
+    """Revoked by the ``customer`` or the ``third_party``: access stops now, tokens die,
+    ``authorization_revoked`` is sent. False when it was not active."""
+    if authorization.status != 1:
+        return False
+    now = now or utcnow()
+    authorization.status = 0
+    authorization.revoked_at = now
+    authorization.revoked_by = by
+    revoke_tokens(s, authorization.uid)
+    emit(s, authorization.client_id, "authorization_revoked", ts=now, authorization_uid=authorization.uid)
+    return True
+
+
+def is_expired(authorization: AuthorizationRow, now: datetime | None = None) -> bool:
+    """Past its end (PreferredAuthEndDate or the customer's choice); 0 means until revoked."""
+    end = authorization.authorized_end
+    return authorization.status == 1 and bool(end) and end <= _epoch(now or utcnow())
+
+
+def _epoch(naive_utc: datetime) -> int:
+    return int(naive_utc.replace(tzinfo=UTC).timestamp())
+
+
+def expire_due(s: Session, now: datetime | None = None) -> int:
+    """Authorizations past their end: tokens revoked, ``authorization_expired`` sent once."""
+    now = now or utcnow()
+    epoch = _epoch(now)
+    count = 0
+    rows = (s.query(AuthorizationRow)
+            .filter(AuthorizationRow.status == 1, AuthorizationRow.expired_notified.is_(False),
+                    AuthorizationRow.authorized_end > 0, AuthorizationRow.authorized_end <= epoch).all())
+    for authorization in rows:
+        authorization.expired_notified = True
+        revoke_tokens(s, authorization.uid)
+        emit(s, authorization.client_id, "authorization_expired", ts=now, authorization_uid=authorization.uid)
+        count += 1
+    return count
