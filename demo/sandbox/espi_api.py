@@ -9,8 +9,8 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, Response, abort, current_app
 
 from ..espi.build import authorization_entry, batch_subscription_feed
-from .models import AuthorizationRow, TokenRow
 from .lifecycle import meters_of
+from .models import AuthorizationRow, TokenRow
 from .oauth import ctx
 from .resources import RESOURCE_PATH, espi_authorization, meter_resources, resource_base
 

@@ -3,7 +3,6 @@ consent (no Flask; views call these functions with a database session).
 """
 from __future__ import annotations
 
-import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, timedelta
