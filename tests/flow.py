@@ -74,3 +74,14 @@ def authorize_params(visitor) -> dict:
         if "/oauth/authorize?" in location:
             return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
     raise AssertionError("no authorize redirect seen")
+
+
+def token_of(live, page) -> dict:
+    """The token response the site stored for the run ``page`` shows (decrypted)."""
+    import json
+
+    from demo.site.models import Run
+
+    ctx = live.site_app.extensions["gbc_site"]
+    with ctx.db.session() as s:
+        return json.loads(ctx.vault.decrypt(s.get(Run, page.url.rsplit("/", 1)[1]).token_enc))

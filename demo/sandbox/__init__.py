@@ -34,6 +34,7 @@ def create_app(settings: dict | None = None) -> Flask:
     app.extensions["gbc_resource_protector"] = oauth.create_protector()
     app.register_blueprint(views.bp)
     app.register_blueprint(espi_api.bp)
+    app.register_blueprint(oauth.bp)
 
     @app.context_processor
     def portal_globals():

@@ -15,6 +15,7 @@ Only SHA-256 hashes are stored, so a token is looked up by its digest.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,6 +26,14 @@ from ..tokens import digest
 from .models import ApiTokenRow, ClientRow, TokenRow
 
 ACCESS, CLIENT, REGISTRATION, API = "access", "client", "registration", "api"
+
+#: The scope of a client_access_token, as in UtilityAPI's example (reference §1.8).
+CLIENT_SCOPE = "FB=1_3_14_32"
+
+
+def bulk_id(client_id: str) -> str:
+    """The client's Bulk id (``…/Batch/Bulk/{id}``): numeric-looking and stable, like UtilityAPI's uids."""
+    return str(int.from_bytes(hashlib.sha256(client_id.encode()).digest()[:4], "big") % 9_000_000 + 1_000_000)
 
 
 @dataclass(frozen=True)

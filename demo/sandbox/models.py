@@ -137,6 +137,8 @@ class TokenRow(Base):
     issued: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires: Mapped[datetime] = mapped_column(DateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the refresh token was exchanged (rotation): presenting it again is a replay
+    refresh_used: Mapped[bool] = mapped_column(Boolean, default=False)
 
     # what Authlib's BearerTokenValidator asks of a token
     def is_expired(self) -> bool:
@@ -147,6 +149,9 @@ class TokenRow(Base):
 
     def get_scope(self) -> str:
         return self.scope
+
+    def check_client(self, client) -> bool:
+        return self.client_id == client.get_client_id()
 
 
 class ApiTokenRow(Base):

@@ -7,6 +7,7 @@ token-response fields (``resourceURI``, ``authorizationURI``,
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -15,16 +16,22 @@ from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from authlib.oauth2.rfc6750 import BearerTokenValidator
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import current_app
+from flask import Blueprint, current_app
 from flask import request as flask_request
 
 from ..scope import ScopeError, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_token, same
+from ..web import csrf
+from . import lifecycle
+from .credentials import CLIENT_SCOPE, bulk_id
 from .custodian import ScopeNotAllowed, check_requestable
 from .models import AuthorizationCodeRow, AuthorizationRow, ClientRow, TokenRow
 from .resources import grants_customer_data, resource_base
+
+log = logging.getLogger(__name__)
 
 
 def ctx():
@@ -138,6 +145,78 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return row
 
 
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """``grant_type=refresh_token`` (reference §1.7). With ``sandbox_refresh_rotation`` each
+    refresh returns a new refresh token and the old one is spent; presenting a spent one
+    again revokes every token of that authorization (RFC 9700 §4.14.2 replay detection).
+    Without rotation the same refresh token is returned, as the platform may do."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    @property
+    def INCLUDE_NEW_REFRESH_TOKEN(self):  # noqa: N802 - Authlib's name
+        return bool(ctx().settings["sandbox_refresh_rotation"])
+
+    def authenticate_refresh_token(self, refresh_token):
+        with ctx().db.session() as s:
+            row = s.query(TokenRow).filter_by(refresh_hash=digest(refresh_token)).first()
+            if row is None or row.revoked:
+                return None
+            if row.refresh_used:
+                log.warning("refresh token replayed for authorization %s: revoking its tokens",
+                            row.authorization_uid)
+                s.query(TokenRow).filter_by(client_id=row.client_id, authorization_uid=row.authorization_uid) \
+                    .update({"revoked": True})
+                return None
+            ttl = int(ctx().settings["sandbox_refresh_token_ttl"])
+            if ttl and row.issued + timedelta(seconds=ttl) < utcnow():
+                return None
+            return row
+
+    def authenticate_user(self, refresh_token):
+        with ctx().db.session() as s:
+            row = s.get(AuthorizationRow, refresh_token.authorization_uid)
+            if row is None or row.status != 1 or lifecycle.is_expired(row):
+                return None
+            return row
+
+    def revoke_old_credential(self, refresh_token):
+        with ctx().db.session() as s:
+            row = s.get(TokenRow, refresh_token.id)
+            if row is not None and self.INCLUDE_NEW_REFRESH_TOKEN:
+                row.refresh_used = True
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """``grant_type=client_credentials`` → a client_access_token for the Authorization
+    list and Bulk (reference §1.8)."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+
+class Revocation(RevocationEndpoint):
+    """RFC 7009 token revocation (``POST /oauth/revoke``). It ends tokens, not the
+    authorization: UtilityAPI revokes an authorization through the JSON API."""
+
+    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string, token_type_hint):
+        with ctx().db.session() as s:
+            query = s.query(TokenRow)
+            row = None
+            if token_type_hint != "refresh_token":
+                row = query.filter_by(access_hash=digest(token_string)).first()
+            if row is None and token_type_hint != "access_token":
+                row = query.filter_by(refresh_hash=digest(token_string)).first()
+            return row
+
+    def revoke_token(self, token, request):
+        with ctx().db.session() as s:
+            row = s.get(TokenRow, token.id)
+            if row is not None:
+                row.revoked = True
+
+
 class SandboxAuthorizationServer(AuthorizationServer):
     """Accepts a rebuilt request, so the consent step (several pages after
     ``/oauth/authorize``) can be validated and answered by Authlib."""
@@ -165,7 +244,16 @@ def save_token(token, request):
     settings = ctx().settings
     authorization: AuthorizationRow | None = request.user
     base = resource_base(settings["sandbox_url"])
+    refreshing = request.form.get("grant_type") == "refresh_token"
     with ctx().db.session() as s:
+        if authorization is None:
+            token["scope"] = CLIENT_SCOPE
+        elif refreshing and not token.get("refresh_token"):
+            # no rotation: the same refresh token moves to the new access token's record
+            presented = request.form.get("refresh_token") or ""
+            s.query(TokenRow).filter_by(refresh_hash=digest(presented)).update({"refresh_hash": None})
+            s.flush()
+            token["refresh_token"] = presented
         s.add(TokenRow(
             access_hash=digest(token["access_token"]),
             refresh_hash=digest(token["refresh_token"]) if token.get("refresh_token") else None,
@@ -175,7 +263,10 @@ def save_token(token, request):
             scope=token.get("scope", ""),
             expires=utcnow() + timedelta(seconds=int(token["expires_in"])),
         ))
-    if authorization is not None:
+    if authorization is None:
+        token["resourceURI"] = f"{base}/Batch/Bulk/{bulk_id(request.client.get_client_id())}"
+        token["authorizationURI"] = f"{base}/Authorization"
+    else:
         token["resourceURI"] = f"{base}/Subscription/{authorization.uid}"
         token["authorizationURI"] = f"{base}/Authorization/{authorization.uid}"
         if grants_customer_data(token.get("scope") or ""):
@@ -195,6 +286,9 @@ def create_server(app) -> SandboxAuthorizationServer:
     )
     server = SandboxAuthorizationServer(app, query_client=query_client, save_token=save_token)
     server.register_grant(AuthorizationCodeGrant, [S256Only(required=False)])
+    server.register_grant(RefreshTokenGrant)
+    server.register_grant(ClientCredentialsGrant)
+    server.register_endpoint(Revocation)
     return server
 
 
@@ -208,3 +302,12 @@ def create_protector() -> ResourceProtector:
     protector = ResourceProtector()
     protector.register_token_validator(HashedBearerValidator())
     return protector
+
+
+bp = Blueprint("oauth", __name__)
+
+
+@bp.post("/oauth/revoke")
+@csrf.exempt
+def revoke():
+    return current_app.extensions["gbc_oauth_server"].create_endpoint_response("revocation")
