@@ -101,6 +101,9 @@ class Customer:
     findable: bool = True
     description: str = ""
     meters: tuple[Meter, ...] = ()
+    #: a PCE test account (the identifiers on PCE's page). False: a "real" customer, whom
+    #: only live-mode registrations may ask for data (reference §1.1, sandbox vs live mode)
+    test: bool = True
 
     def identifier(self, lookup_type: str) -> str:
         return {
@@ -160,7 +163,8 @@ class CustomerDirectory:
 
     @property
     def scenarios(self) -> list[str]:
-        return [c.scenario for c in self.customers]
+        """The test scenarios (PCE's page; ``TEST_<scenario>_<contact>``)."""
+        return [c.scenario for c in self.customers if c.test]
 
     def scenario(self, name: str) -> Customer | None:
         for customer in self.customers:
@@ -191,9 +195,18 @@ class CustomerDirectory:
                 return LookupResult(customer, contact=contact)
         return LookupResult(None, message=NOT_FOUND)
 
+    @property
+    def test_customers(self) -> list[Customer]:
+        return [c for c in self.customers if c.test]
+
+    @property
+    def real_customers(self) -> list[Customer]:
+        return [c for c in self.customers if not c.test]
+
     def _find_test(self, rest: str) -> LookupResult:
-        # TEST_<scenario>_<contact>; scenario names may themselves contain "_".
-        for customer in sorted(self.customers, key=lambda c: -len(c.scenario)):
+        # TEST_<scenario>_<contact>; scenario names may themselves contain "_". Only test
+        # scenarios: a TEST_ prefix must never redirect a real customer's passcode elsewhere.
+        for customer in sorted(self.test_customers, key=lambda c: -len(c.scenario)):
             prefix = customer.scenario.lower() + "_"
             if rest.lower().startswith(prefix):
                 contact_text = rest[len(prefix):]

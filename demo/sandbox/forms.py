@@ -1,10 +1,21 @@
-"""Forms of the sandbox utility portal (Flask-WTF: every form carries a CSRF token)."""
+"""Forms of the sandbox utility portal and the third party's dashboard (Flask-WTF:
+every form carries a CSRF token)."""
 from flask_wtf import FlaskForm
-from wtforms import RadioField, SelectField, SelectMultipleField, StringField, SubmitField, widgets
+from wtforms import (
+    PasswordField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+    TextAreaField,
+    widgets,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..lookup import LOOKUP_LABELS
+from .lifecycle import EVENT_TYPES
 
 
 class LookupForm(FlaskForm):
@@ -36,3 +47,40 @@ class ConsentForm(FlaskForm):
                                  option_widget=widgets.CheckboxInput())
     authorize = SubmitField("Authorize")
     decline = SubmitField("Decline")
+
+
+class ActionForm(FlaskForm):
+    """A button that changes something (revoke, rotate, expire, delete, sign out): only
+    the CSRF token travels, the rest is in the URL."""
+
+    submit = SubmitField("Confirm")
+
+
+# ---- the third party's dashboard ------------------------------------------------------------
+
+class SignInForm(FlaskForm):
+    client_id = StringField("client_id", validators=[DataRequired(message="Enter your client_id."),
+                                                     Length(max=64)])
+    client_secret = PasswordField("client_secret", validators=[
+        DataRequired(message="Enter your client_secret."), Length(max=256)])
+    submit = SubmitField("Sign in")
+
+
+class RedirectUrisForm(FlaskForm):
+    redirect_uris = TextAreaField("Redirect URIs, one per line", validators=[Length(max=50_000)])
+    submit = SubmitField("Save redirect URIs")
+
+
+class ApiTokenForm(FlaskForm):
+    name = StringField("Name", validators=[Optional(), Length(max=200)])
+    submit = SubmitField("Create API token")
+
+
+class WebhookForm(FlaskForm):
+    url = StringField("Endpoint URL", validators=[DataRequired(message="Enter the URL that receives events."),
+                                                  Length(max=2000)])
+    event_types = SelectMultipleField("Only these event types (none ticked: every type)",
+                                      choices=[SelectChoice(t, t) for t in EVENT_TYPES],
+                                      widget=widgets.ListWidget(prefix_label=False),
+                                      option_widget=widgets.CheckboxInput())
+    submit = SubmitField("Add endpoint")

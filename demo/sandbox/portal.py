@@ -1,22 +1,50 @@
 """The customer's side of an authorization: lookup -> one-time passcode ->
-consent (no Flask; views call these functions with a database session).
+consent, the receipt, and "My authorizations" (no Flask; views call these
+functions with a database session).
+
+Sandbox vs live mode (reference §1.1) is enforced here: a sandbox-mode
+registration can only receive data from PCE test accounts.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 
+from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy.orm import Session
 
 from ..lookup import LOOKUP_LABELS, NOT_FOUND, Contact, Customer, CustomerDirectory, LookupError_, LookupResult
-from ..scope import Scope, ScopeError, parse_scope
+from ..scope import REQUESTABLE_FUNCTION_BLOCKS, Scope, ScopeError, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_otp, new_uid, same
 from . import custodian, lifecycle
-from .models import AuthorizationCodeRow, AuthorizationRow, OutboxMessage, PendingAuthorization
+from .models import AuthorizationCodeRow, AuthorizationRow, ClientRow, OutboxMessage, PendingAuthorization
+from .resources import service_meter
 
 PENDING_LIFETIME = timedelta(days=1)
+#: how long a customer who confirmed their passcode may manage "My authorizations"
+SELF_SERVICE_LIFETIME = timedelta(hours=1)
+#: marks a pending record that is a "My authorizations" sign-in, not an OAuth request
+SELF_SERVICE = "my-authorizations"
+
+
+def client_of(s: Session, pending: PendingAuthorization) -> ClientRow | None:
+    return s.get(ClientRow, pending.client_id) if pending.client_id else None
+
+
+def company_of(s: Session, pending: PendingAuthorization) -> str:
+    client = client_of(s, pending)
+    return client.company_name if client else pending.client_id
+
+
+def mode_refusal(client: ClientRow | None, customer: Customer | None, utility: str) -> str | None:
+    """Why this registration may not ask this customer for data, or None when it may.
+    A sandbox-mode registration only reaches the utility's test accounts (reference §1.1)."""
+    if client is None or customer is None or customer.test or client.mode == "live":
+        return None
+    return (f"{client.company_name} is in sandbox mode: it can only receive data from {utility} test "
+            "accounts. Nothing was shared.")
 
 
 def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorization:
@@ -64,12 +92,35 @@ def try_prefill(s: Session, pending: PendingAuthorization, directory: CustomerDi
     if not result.found:
         pending.notice = result.message
         return False
+    refusal = mode_refusal(client_of(s, pending), result.customer, settings["utility"])
+    if refusal:
+        pending.notice = refusal
+        return False
     use_lookup(s, pending, result, lookup_type, settings, company_name)
     return True
 
 
+def lookup(s: Session, pending: PendingAuthorization, directory: CustomerDirectory, settings: dict,
+           lookup_type: str, value: str) -> str | None:
+    """The customer typed how to find their account: None when found (on to the passcode),
+    else what to tell them. Malformed input, nobody found and a customer this registration
+    may not reach (sandbox mode) all leave the request where it is."""
+    try:
+        result = directory.find(lookup_type, value)
+    except LookupError_ as exc:
+        return str(exc)
+    if not result.found:
+        return result.message
+    client = client_of(s, pending)
+    refusal = mode_refusal(client, result.customer, settings["utility"])
+    if refusal:
+        return refusal
+    use_lookup(s, pending, result, lookup_type, settings, client.company_name if client else None)
+    return None
+
+
 def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, lookup_type: str,
-               settings: dict, company_name: str) -> None:
+               settings: dict, company_name: str | None) -> None:
     """A found customer moves the pending authorization to the passcode step."""
     assert result.customer is not None and result.contact is not None
     pending.scenario = result.customer.scenario
@@ -77,14 +128,17 @@ def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, 
     pending.lookup_type = lookup_type
     pending.contact_channel = result.contact.channel
     pending.contact_address = result.contact.address
-    pending.test_contact = result.test_contact
+    # TEST_<scenario>_<contact> and real customers get a (recorded) message; PCE's test
+    # identifiers see the passcode on the page instead
+    pending.test_contact = result.test_contact or not result.customer.test
     pending.notice = None
     issue_otp(s, pending, settings, company_name)
 
 
-def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company_name: str) -> None:
+def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company_name: str | None) -> None:
     """A new passcode: shown on the page for test identifiers, recorded in the
-    outbox for ``TEST_<scenario>_<contact>`` (real delivery comes later)."""
+    outbox for ``TEST_<scenario>_<contact>`` and real customers (real delivery comes
+    later). Without a company it is a "My authorizations" sign-in."""
     code = new_otp()
     pending.stage = "otp"
     pending.otp_hash = digest(pending.id + ":" + code)
@@ -94,7 +148,9 @@ def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company
         pending.otp_shown = None
         minutes = int(settings["sandbox_otp_ttl"]) // 60
         utility = settings["utility_name"]
-        text = (f"{utility}: {code} is your passcode to share your energy data with {company_name}. "
+        purpose = (f"to share your energy data with {company_name}" if company_name
+                   else "to see and manage who you share your energy data with")
+        text = (f"{utility}: {code} is your passcode {purpose}. "
                 f"It expires in {minutes} minutes. If you didn't ask for this, ignore this message.")
         s.add(OutboxMessage(channel=pending.contact_channel, to=pending.contact_address,
                             scenario=pending.scenario or "", text=text))
@@ -175,6 +231,9 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
               *, history: int, end: int, meter_uids: list[str], settings: dict) -> AuthorizationRow:
     """Record the customer's authorization with the final scope; its meters get
     new uids and data collection starts (:func:`.lifecycle.authorized`)."""
+    refusal = mode_refusal(client_of(s, pending), customer, settings["utility"])
+    if refusal:  # the registration went back to sandbox mode since the lookup
+        raise ValueError(refusal)
     allowed = {c.value for c in options.history}
     if history not in allowed:
         raise ValueError("Choose how much past data to share from the list.")
@@ -200,7 +259,7 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
         history_start=now - history,
         authorized_start=now,
         authorized_end=end,
-        is_test=True,
+        is_test=customer.test,
     )
     s.add(row)
     s.flush()
@@ -218,7 +277,7 @@ def decline(s: Session, pending: PendingAuthorization, customer: Customer | None
         client_id=pending.client_id, scenario=customer.scenario,
         account_number=customer.account_number, customer_email=customer.email, status=2,
         requested_scope=scope.to_string(), scope="", meter_uids=[], history_start=now,
-        authorized_start=now, authorized_end=now, is_test=True,
+        authorized_start=now, authorized_end=now, is_test=customer.test,
     )
     s.add(row)
     s.flush()
@@ -229,3 +288,135 @@ def contact_of(pending: PendingAuthorization) -> Contact | None:
     if pending.contact_channel and pending.contact_address:
         return Contact(pending.contact_channel, pending.contact_address)
     return None
+
+
+# ---- after the decision: status, receipt, "My authorizations" ----------------------------
+
+def status_of(row: AuthorizationRow, now: datetime | None = None) -> str:
+    """``active``, ``revoked``, ``declined`` or ``expired``, in the customer's words."""
+    if row.status == 2:
+        return "declined"
+    if row.status == 0:
+        return "revoked"
+    if lifecycle.is_expired(row, now):
+        return "expired"
+    return "active"
+
+
+@dataclass(frozen=True)
+class SharedMeter:
+    uid: str                 # the authorization's meter uid (UtilityAPI's meter uid)
+    meter_number: str
+    address: str
+    tariff: str
+
+
+@dataclass(frozen=True)
+class Summary:
+    """An authorization in plain words: who, what, how far back, until when, which meters."""
+
+    row: AuthorizationRow
+    company: str
+    status: str
+    shares: tuple[str, ...]
+    history: str
+    until: str
+    meters: tuple[SharedMeter, ...]
+
+    @property
+    def uid(self) -> str:
+        return self.row.uid
+
+    @property
+    def revocable(self) -> bool:
+        return self.status == "active"
+
+
+def summarize(s: Session, directory: CustomerDirectory, row: AuthorizationRow,
+              company: str | None = None, now: datetime | None = None) -> Summary:
+    try:
+        blocks = custodian.requested_blocks(parse_scope(row.scope or row.requested_scope or custodian.DEFAULT_SCOPE))
+    except ScopeError:
+        blocks = []
+    if company is None:
+        client = s.get(ClientRow, row.client_id)
+        company = client.company_name if client else row.client_id
+    customer = directory.by_account(row.account_number)
+    meters = []
+    for meter in lifecycle.meters_of(s, row.uid):
+        known = service_meter(customer, meter)
+        if known is not None:
+            meters.append(SharedMeter(meter.uid, known.meter_number, known.service_address, known.service_tariff))
+    return Summary(
+        row=row, company=company, status=status_of(row, now),
+        shares=tuple(REQUESTABLE_FUNCTION_BLOCKS[fb] for fb in blocks),
+        history=custodian.history_label(max(0, row.authorized_start - row.history_start)),
+        until=custodian.end_label(row.authorized_end),
+        meters=tuple(meters),
+    )
+
+
+_RECEIPT_SALT = "gbc-sandbox-receipt"
+
+
+def receipt_key(secret_key: str, uid: str) -> str:
+    """The signature in a receipt link. Like the receipt e-mail's link it does not expire: it
+    is the customer's standing way to see and revoke this one authorization, and without
+    the app's secret key nobody can make one from an authorization uid."""
+    return URLSafeSerializer(secret_key, salt=_RECEIPT_SALT).dumps(uid)
+
+
+def receipt_key_valid(secret_key: str, uid: str, key: str | None) -> bool:
+    if not key or len(key) > 300:
+        return False
+    try:
+        return URLSafeSerializer(secret_key, salt=_RECEIPT_SALT).loads(key) == uid
+    except BadSignature:
+        return False
+
+
+def revoke_by_customer(s: Session, row: AuthorizationRow) -> bool:
+    """The customer revokes (receipt or "My authorizations"): future access stops; data
+    already downloaded is not recalled (reference §1.4). False when it was not active."""
+    if status_of(row) != "active":
+        return False
+    return lifecycle.revoke(s, row, by="customer")
+
+
+def begin_self_service(s: Session) -> PendingAuthorization:
+    """A "My authorizations" sign-in: the same lookup and passcode rules as an OAuth
+    request (test passcode on the page, attempts, expiry), without a third party."""
+    return begin(s, "", {"purpose": SELF_SERVICE})
+
+
+def is_self_service(pending: PendingAuthorization | None) -> bool:
+    return pending is not None and (pending.request_args or {}).get("purpose") == SELF_SERVICE
+
+
+def self_service_lookup(s: Session, pending: PendingAuthorization, directory: CustomerDirectory, settings: dict,
+                        lookup_type: str, value: str) -> str | None:
+    """None when found (on to the passcode), else what to tell the customer."""
+    try:
+        result = directory.find(lookup_type, value)
+    except LookupError_ as exc:
+        return str(exc)
+    if not result.found:
+        return result.message
+    use_lookup(s, pending, result, lookup_type, settings, None)
+    return None
+
+
+def self_service_account(pending: PendingAuthorization | None, now: datetime | None = None) -> str | None:
+    """The account this browser may manage: its passcode was confirmed less than
+    :data:`SELF_SERVICE_LIFETIME` ago."""
+    if not is_self_service(pending) or pending.stage != "consent" or not pending.account_number:
+        return None
+    if pending.created + SELF_SERVICE_LIFETIME < (now or utcnow()):
+        return None
+    return pending.account_number
+
+
+def authorizations_of(s: Session, account_number: str) -> list[AuthorizationRow]:
+    """Every authorization of a customer's account, newest first."""
+    return (s.query(AuthorizationRow).filter_by(account_number=account_number)
+            .order_by(AuthorizationRow.created.desc()).all())

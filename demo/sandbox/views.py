@@ -1,23 +1,35 @@
 """The sandbox utility portal: /oauth/authorize -> lookup -> passcode -> consent
--> redirect, the token endpoint and the outbox. Views are thin: the rules live
-in :mod:`.portal`, :mod:`.custodian` and Authlib."""
+-> redirect (or the receipt), the customer's "My authorizations", the token
+endpoint and the outbox. Views are thin: the rules live in :mod:`.portal`,
+:mod:`.custodian` and Authlib."""
 from __future__ import annotations
 
 import time
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, Request, abort, current_app, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    Request,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.test import EnvironBuilder
 from wtforms.fields.choices import SelectChoice
 
-from ..lookup import LOOKUP_LABELS, LookupError_
+from ..lookup import LOOKUP_LABELS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block
 from ..web import allow_form_action, csrf
 from . import portal
-from .forms import ConsentForm, LookupForm, OtpForm, ResendForm
-from .models import ClientRow, OutboxMessage, PendingAuthorization
-from .oauth import ctx
+from .forms import ActionForm, ConsentForm, LookupForm, OtpForm, ResendForm
+from .models import AuthorizationRow, ClientRow, OutboxMessage, PendingAuthorization
+from .oauth import SandboxClient, ctx
 
 bp = Blueprint("sandbox", __name__)
 
@@ -43,7 +55,11 @@ def _error_page(error: OAuth2Error, status: int = 400):
 
 @bp.get("/")
 def index():
-    return render_template("sandbox/index.html", customers=ctx().directory.customers,
+    directory = ctx().directory
+    with ctx().db.session() as s:
+        clients = s.query(ClientRow).order_by(ClientRow.client_id).all()
+    return render_template("sandbox/index.html", customers=directory.test_customers,
+                           real_customers=directory.real_customers, clients=clients,
                            lookup_labels=LOOKUP_LABELS)
 
 
@@ -52,7 +68,7 @@ def authorize():
     try:
         grant = server().get_consent_grant(end_user=None)
     except OAuth2Error as error:
-        if error.redirect_uri:
+        if error.redirect_uri and error.redirect_uri != SandboxClient.RECEIPT:
             # the client and its redirect_uri are known: report back to it (RFC 6749 §4.1.2.1)
             return server().handle_error_response(None, error)
         return _error_page(error)
@@ -68,15 +84,14 @@ def authorize():
 def _pending(s) -> PendingAuthorization:
     pending_id = session.get("pending")
     pending = s.get(PendingAuthorization, pending_id) if pending_id else None
-    if pending is None:
+    if pending is None or portal.is_self_service(pending):
         abort(400, "There is no data-sharing request in progress in this browser. Start again from "
                    "the website of the company that asked for your data.")
     return pending
 
 
 def _company(s, pending) -> str:
-    row = s.get(ClientRow, pending.client_id)
-    return row.company_name if row else pending.client_id
+    return portal.company_of(s, pending)
 
 
 @bp.route("/authorize/lookup", methods=["GET", "POST"])
@@ -90,16 +105,9 @@ def lookup():
                 form.method.data, form.value.data = prefill
         error = None
         if form.validate_on_submit():
-            try:
-                result = ctx().directory.find(form.method.data, form.value.data)
-            except LookupError_ as exc:
-                error = str(exc)
-            else:
-                if result.found:
-                    portal.use_lookup(s, pending, result, form.method.data, ctx().settings,
-                                      _company(s, pending))
-                    return redirect(url_for(".verify"), 303)
-                error = result.message
+            error = portal.lookup(s, pending, ctx().directory, ctx().settings, form.method.data, form.value.data)
+            if error is None:
+                return redirect(url_for(".verify"), 303)
         elif form.is_submitted():
             error = "Check the highlighted field."
         notice, pending.notice = pending.notice, None
@@ -130,7 +138,14 @@ def verify():
             error = form.code.errors[0] if form.code.errors else "Enter the 6-digit passcode."
         return render_template("sandbox/verify.html", form=form, resend=ResendForm(), error=error,
                                contact=portal.contact_of(pending), pending=pending,
+                               masked_contact=_real_customer(pending),
                                company=_company(s, pending), step=2), (422 if error else 200)
+
+
+def _real_customer(pending: PendingAuthorization) -> bool:
+    """A real (non-test) customer's contact is shown masked, as a real portal would."""
+    customer = ctx().directory.by_account(pending.account_number or "")
+    return customer is not None and not customer.test
 
 
 @bp.post("/authorize/resend")
@@ -194,9 +209,13 @@ def consent():
                 except ValueError as exc:
                     error = str(exc)
                 else:
+                    to_receipt = not pending.request_args.get("redirect_uri")
                     s.delete(pending)
                     session.pop("pending", None)
                     s.commit()
+                    if to_receipt:
+                        # no redirect_uri: the customer ends on their receipt (reference §1.3)
+                        return _after_decision_without_redirect(client, grant_user)
                     return server().create_authorization_response(
                         request=request_obj, grant_user=grant_user, grant=grant)
             else:
@@ -206,6 +225,161 @@ def consent():
         return render_template("sandbox/consent.html", form=form, error=error, client=client,
                                customer=customer, options=options, blocks=blocks,
                                now=int(time.time()), step=3), (422 if error else 200)
+
+
+def _after_decision_without_redirect(client: ClientRow | None, authorization: AuthorizationRow | None):
+    if authorization is None:
+        session["declined_company"] = client.company_name if client else ""
+        return redirect(url_for(".declined"), 303)
+    return redirect(_receipt_url(authorization.uid), 303)
+
+
+def _receipt_url(uid: str) -> str:
+    return url_for(".receipt", uid=uid, key=portal.receipt_key(current_app.secret_key, uid))
+
+
+@bp.get("/authorize/declined")
+def declined():
+    company = session.pop("declined_company", None)
+    return render_template("sandbox/declined.html", company=company)
+
+
+def _receipt_authorization(s, uid: str, key: str | None) -> AuthorizationRow:
+    row = s.get(AuthorizationRow, uid) if len(uid) <= 32 else None
+    if row is None or not portal.receipt_key_valid(current_app.secret_key, uid, key):
+        abort(404, "This receipt link isn't valid. Use the link exactly as you received it, or find your "
+                   "authorizations under My authorizations.")
+    return row
+
+
+@bp.get("/authorizations/<uid>/receipt")
+def receipt(uid: str):
+    key = request.args.get("key")
+    with ctx().db.session() as s:
+        row = _receipt_authorization(s, uid, key)
+        summary = portal.summarize(s, ctx().directory, row)
+        return render_template("sandbox/receipt.html", summary=summary, key=key)
+
+
+@bp.post("/authorizations/<uid>/receipt")
+def receipt_revoke(uid: str):
+    key = request.args.get("key")
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, "The form was not valid. Reload the page and try again.")
+    with ctx().db.session() as s:
+        row = _receipt_authorization(s, uid, key)
+        company = portal.summarize(s, ctx().directory, row).company
+        if portal.revoke_by_customer(s, row):
+            flash(f"Access revoked: {company} can no longer get your data.", "ok")
+        else:
+            flash("This authorization was not active, so there was nothing to revoke.", "info")
+    return redirect(url_for(".receipt", uid=uid, key=key), 303)
+
+
+# ---- My authorizations: the customer's own list, after lookup and passcode ----------------
+
+def _self_service(s) -> PendingAuthorization | None:
+    pending_id = session.get("my_pending")
+    pending = s.get(PendingAuthorization, pending_id) if pending_id else None
+    return pending if portal.is_self_service(pending) else None
+
+
+@bp.route("/my-authorizations", methods=["GET", "POST"])
+def my_authorizations():
+    with ctx().db.session() as s:
+        pending = _self_service(s)
+        account = portal.self_service_account(pending)
+        if account is not None:
+            customer = ctx().directory.by_account(account)
+            summaries = [portal.summarize(s, ctx().directory, row) for row in portal.authorizations_of(s, account)]
+            return render_template("sandbox/my/list.html", customer=customer, summaries=summaries)
+        form = LookupForm()
+        error = None
+        if form.validate_on_submit():
+            if pending is None or pending.stage != "lookup":
+                pending = portal.begin_self_service(s)
+                session["my_pending"] = pending.id
+            error = portal.self_service_lookup(s, pending, ctx().directory, ctx().settings,
+                                               form.method.data, form.value.data)
+            if error is None:
+                return redirect(url_for(".my_verify"), 303)
+        elif form.is_submitted():
+            error = "Check the highlighted field."
+        notice = None
+        if pending is not None:
+            notice, pending.notice = pending.notice, None
+        return render_template("sandbox/my/lookup.html", form=form, error=error, notice=notice), \
+            (422 if error else 200)
+
+
+@bp.route("/my-authorizations/verify", methods=["GET", "POST"])
+def my_verify():
+    with ctx().db.session() as s:
+        pending = _self_service(s)
+        if pending is None or pending.stage != "otp":
+            return redirect(url_for(".my_authorizations"), 303)
+        form = OtpForm()
+        error = None
+        if form.validate_on_submit():
+            outcome = portal.verify_otp(pending, form.code.data, ctx().directory,
+                                        int(ctx().settings["sandbox_otp_max_attempts"]))
+            if outcome.ok or outcome.restart:
+                return redirect(url_for(".my_authorizations"), 303)
+            error = outcome.message
+        elif form.is_submitted():
+            error = form.code.errors[0] if form.code.errors else "Enter the 6-digit passcode."
+        return render_template("sandbox/my/verify.html", form=form, resend=ResendForm(), error=error,
+                               contact=portal.contact_of(pending), pending=pending,
+                               masked_contact=_real_customer(pending)), (422 if error else 200)
+
+
+@bp.post("/my-authorizations/resend")
+def my_resend():
+    form = ResendForm()
+    if not form.validate_on_submit():
+        abort(400, "The form was not valid.")
+    with ctx().db.session() as s:
+        pending = _self_service(s)
+        if pending is None or pending.stage != "otp":
+            return redirect(url_for(".my_authorizations"), 303)
+        portal.issue_otp(s, pending, ctx().settings, None)
+    return redirect(url_for(".my_verify"), 303)
+
+
+@bp.post("/my-authorizations/<uid>/revoke")
+def my_revoke(uid: str):
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, "The form was not valid. Reload the page and try again.")
+    with ctx().db.session() as s:
+        account = portal.self_service_account(_self_service(s))
+        if account is None:
+            flash("Confirm it's you again to manage your authorizations.", "warning")
+            return redirect(url_for(".my_authorizations"), 303)
+        row = s.get(AuthorizationRow, uid) if len(uid) <= 32 else None
+        if row is None or row.account_number != account:
+            abort(404, "You have no authorization with that number.")
+        company = portal.summarize(s, ctx().directory, row).company
+        if portal.revoke_by_customer(s, row):
+            flash(f"Access revoked: {company} can no longer get your data.", "ok")
+        else:
+            flash("That authorization was not active, so there was nothing to revoke.", "info")
+    return redirect(url_for(".my_authorizations"), 303)
+
+
+@bp.post("/my-authorizations/sign-out")
+def my_sign_out():
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, "The form was not valid. Reload the page and try again.")
+    with ctx().db.session() as s:
+        pending = _self_service(s)
+        if pending is not None:
+            s.delete(pending)
+    session.pop("my_pending", None)
+    flash("You're signed out of My authorizations.", "ok")
+    return redirect(url_for(".my_authorizations"), 303)
 
 
 @bp.post("/oauth/token")

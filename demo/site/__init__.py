@@ -27,7 +27,7 @@ def create_app(settings: dict | None = None) -> Flask:
     settings = settings if settings is not None else load_config()
     app = make_app(__name__, settings, role="site", error_template="site/error.html")
     path = config_file(settings, "sandbox_customers_file")
-    customers = CustomerDirectory.from_file(path).customers if path.exists() else []
+    customers = CustomerDirectory.from_file(path).test_customers if path.exists() else []
     app.extensions["gbc_site"] = SiteContext(
         settings=settings,
         db=Database(settings["database_url"], Base.metadata),
