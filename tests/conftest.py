@@ -59,7 +59,19 @@ def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     live = LiveServers(settings, settings["site_url"], settings["sandbox_url"], site_app, sandbox_app)
-    return live, servers
+    return live, servers + [_StopDispatcher(sandbox_app)]
+
+
+class _StopDispatcher:
+    """Stops the sandbox's webhook delivery thread with the servers (``srv.shutdown()``)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    def shutdown(self) -> None:
+        dispatcher = self.app.extensions.get("gbc_webhooks")
+        if dispatcher is not None:
+            dispatcher.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,8 @@
 """The embedded PCE sandbox data custodian (the utility side), as a Flask app."""
 from __future__ import annotations
 
+import os
+import weakref
 from dataclasses import dataclass
 
 from flask import Flask
@@ -8,8 +10,8 @@ from flask import Flask
 from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..storage import Database
-from ..tokens import digest
 from ..web import make_app
+from . import registrations
 from .models import Base, ClientRow
 
 
@@ -28,13 +30,24 @@ def create_app(settings: dict | None = None) -> Flask:
     app.extensions["gbc_sandbox"] = ctx
     register_clients(ctx)
 
-    from . import espi_api, oauth, views
+    from ..web import csrf
+    from . import api_v2, dashboard, espi_api, oauth, views, webhooks
 
     app.extensions["gbc_oauth_server"] = oauth.create_server(app)
     app.extensions["gbc_resource_protector"] = oauth.create_protector()
     app.register_blueprint(views.bp)
+    app.register_blueprint(dashboard.bp)
     app.register_blueprint(espi_api.bp)
+    app.register_blueprint(api_v2.bp)
+    csrf.exempt(api_v2.bp)
     app.register_blueprint(oauth.bp)
+    if settings.get("sandbox_webhooks"):
+        dispatcher = webhooks.Dispatcher(ctx.db, settings).start()
+        app.extensions["gbc_webhooks"] = dispatcher
+        # a server that forks after loading the app (gunicorn --preload) gets a
+        # delivery thread in every worker; claims keep them from double-sending
+        ref = weakref.ref(dispatcher)
+        os.register_at_fork(after_in_child=lambda: _restart_in_child(ref))
 
     @app.context_processor
     def portal_globals():
@@ -43,14 +56,24 @@ def create_app(settings: dict | None = None) -> Flask:
     return app
 
 
+def _restart_in_child(ref) -> None:
+    dispatcher = ref()
+    if dispatcher is not None and not dispatcher.stopped:
+        dispatcher.start()
+
+
 def register_clients(ctx: SandboxContext) -> None:
-    """Register (or update) the third parties named in the configuration."""
+    """Register (or update) the third parties named in the configuration.
+
+    A new registration takes everything from the configuration. An existing one follows
+    the configuration too, except its secret and redirect URIs once the third party
+    changed them on the dashboard (``dashboard_managed``): a restart must not undo that.
+    Names, scope of use and sandbox/live mode always come from the configuration.
+    """
     with ctx.db.session() as s:
         for client in ctx.settings.get("sandbox_clients", []):
-            row = s.get(ClientRow, client["client_id"]) or ClientRow(client_id=client["client_id"])
-            row.secret_hash = digest(client["client_secret"])
-            row.company_name = client.get("company_name", client["client_id"])
-            row.company_website = client.get("company_website", "")
-            row.scope_of_use = client.get("scope_of_use", "")
-            row.redirect_uris = list(dict.fromkeys(client.get("redirect_uris", [])))
-            s.merge(row)
+            row = s.get(ClientRow, client["client_id"])
+            if row is None:
+                row = ClientRow(client_id=client["client_id"], dashboard_managed=False)
+                s.add(row)
+            registrations.apply_config(row, client, credentials=not row.dashboard_managed)
