@@ -47,9 +47,13 @@ class SandboxClient:
     def get_client_id(self):
         return self.row.client_id
 
+    #: Without a redirect_uri the customer ends on their authorization receipt (reference
+    #: §1.3). Authlib needs some redirect URI to validate the request; this marker is never
+    #: redirected to: the consent view shows the receipt instead, and errors show a page.
+    RECEIPT = "urn:gbc-demo:receipt"
+
     def get_default_redirect_uri(self):
-        uris = self.row.redirect_uris or []
-        return uris[0] if len(uris) == 1 else None
+        return self.RECEIPT
 
     def get_allowed_scope(self, scope):
         # the scope is optional at UtilityAPI (the consent form starts from a default);
