@@ -349,3 +349,249 @@ def test_espi_modules_do_not_import_flask():
     )
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], cwd=root).returncode == 0
+
+
+# ---------------------------------------------------------------- the subscription tree and streaming
+
+from demo.espi import stream  # noqa: E402
+from demo.espi.build import (  # noqa: E402
+    AgreementResource,
+    CustomerResource,
+    application_information_entry,
+    customer_entry,
+    customer_feed,
+    entry_bytes,
+    meter_reading_element,
+    reading_type_element,
+    retail_customer_batch,
+    service_status,
+    usage_point_element,
+    usage_point_feed,
+    usage_summary_feed,
+)
+from demo.espi.model import (  # noqa: E402
+    Address,
+    ApplicationInformation,
+    CostDetail,
+    IntervalBlock,
+    ReadingType,
+    SummaryMeasurement,
+    UsageSummary,
+)
+
+CUSTOMER_XSD = FIXTURES / "xsd" / "customer.xsd"
+SUB, METER = "467189", "1669851"
+MR = f"{METER}-1725408000-1725321600_kwh_19"
+RT = f"{SUB}_{METER}_{MR}"
+SOLAR = MeterResource(uid=METER, tariff="B-6 Small General TOU", title="3 KELLY AVE")
+
+
+@pytest.fixture(scope="module")
+def customer_schema() -> etree.XMLSchema:
+    if not CUSTOMER_XSD.is_file():
+        pytest.skip(f"customer.xsd not found under {FIXTURES} (set GBC_FIXTURES)")
+    doc = etree.parse(str(CUSTOMER_XSD))
+    for imp in doc.getroot().findall("{http://www.w3.org/2001/XMLSchema}import"):
+        imp.getparent().remove(imp)
+    return etree.XMLSchema(doc)
+
+
+def block(number: int, start: int, n: int = 96, published: int | None = None) -> IntervalBlock:
+    return IntervalBlock(id=f"{number:06d}", start=start, duration=900 * n,
+                         values=[(i * 37_000) % 900_000 for i in range(n)], published=published or start + 900 * n)
+
+
+def summary() -> UsageSummary:
+    return UsageSummary(
+        id="12345678", billing_period=DateTimeInterval(1767225600, 2678400), bill_last_period=44605000,
+        consumption=SummaryMeasurement(uom=72, power_of_ten_multiplier=-3, value=2315074000, time_stamp=1769904000),
+        status_time_stamp=1769904000, published=1769904000, tariff_profile="E19S",
+        line_items=(CostDetail("Customer Charge", 12667000, 1767225600, SummaryMeasurement(27, 0, 2678400, 1767225600)),
+                    CostDetail("Demand Charge - Max Demand", 8623000, 1767225600,
+                               SummaryMeasurement(38, -3, 7997000, 1767225600)),
+                    CostDetail("Energy Charges - Off Peak", 23259000, 1767225600,
+                               SummaryMeasurement(72, -3, 1062930000, 1767225600)),
+                    CostDetail("Energy Commission Tax", 56000, 1767225600)),
+        pdf_href="https://sandbox.example/bill.pdf")
+
+
+def usage_point_data(blocks) -> stream.UsagePointData:
+    return stream.UsagePointData(
+        subscription_uid=SUB, meter=SOLAR, published=PUBLISHED, updated=UPDATED,
+        readings=[stream.MeterReadingData(MR.replace("_19", "_1"), RT.replace("_19", "_1"), ReadingType(1), blocks),
+                  stream.MeterReadingData(MR, RT, ReadingType(19), [block(1, 1725321600, 4)])],
+        summaries=[summary()])
+
+
+def test_batch_stream_order_links_and_validity(espi_schema):
+    chunks = list(stream.batch_feed(BASE, f"Batch/Subscription/{SUB}", [usage_point_data([block(1, 1725321600),
+                                                                                          block(2, 1725408000)])],
+                                    updated=UPDATED))
+    assert all(isinstance(c, bytes) for c in chunks)
+    xml = b"".join(chunks)
+    assert xml.startswith(b'<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="http://www.w3.org/2005/Atom">')
+    assert_valid(espi_schema, xml)
+    root = parse_document(xml)
+    assert links(root)[0] == ("self", f"{BASE}/Batch/Subscription/{SUB}", "espi-feed/Subscription")
+    kinds = [etree.QName(el).localname for el in contents(xml)]
+    assert kinds == ["UsagePoint", "LocalTimeParameters", "MeterReading", "ReadingType", "IntervalBlock",
+                     "IntervalBlock", "MeterReading", "ReadingType", "IntervalBlock", "UsageSummary"]
+    up = f"{BASE}/Subscription/{SUB}/UsagePoint/{METER}"
+    usage_point, ltp, mr, rt, ib = root.findall(A + "entry")[:5]
+    assert [(r, t) for r, _, t in links(usage_point)] == [
+        ("self", "espi-entry/UsagePoint"), ("up", "espi-feed/UsagePoint"), ("related", "espi-feed/MeterReading"),
+        ("related", "espi-feed/UsageSummary"), ("related", "espi-entry/LocalTimeParameters")]
+    mr1 = f"{up}/MeterReading/{MR.replace('_19', '_1')}"
+    assert links(mr) == [("self", mr1, "espi-entry/MeterReading"),
+                         ("up", f"{up}/MeterReading", "espi-feed/MeterReading"),
+                         ("related", up, "espi-entry/UsagePoint"),
+                         ("related", f"{mr1}/IntervalBlock", "espi-feed/IntervalBlock"),
+                         ("related", f"{BASE}/ReadingType/{RT.replace('_19', '_1')}", "espi-entry/ReadingType")]
+    assert links(rt) == [("self", f"{BASE}/ReadingType/{RT.replace('_19', '_1')}", "espi-entry/ReadingType"),
+                         ("up", f"{BASE}/ReadingType", "espi-feed/ReadingType"),
+                         ("related", mr1, "espi-entry/MeterReading")]
+    assert links(ib) == [("self", f"{mr1}/IntervalBlock/000001", "espi-entry/IntervalBlock"),
+                         ("up", f"{mr1}/IntervalBlock", "espi-feed/IntervalBlock"),
+                         ("related", mr1, "espi-feed/MeterReading")]
+    assert ib.findtext(A + "published") == ib.findtext(A + "updated") == "2024-09-04T00:00:00Z"
+    assert mr.findtext(A + "published") == "2024-09-04T07:55:48Z"
+    assert mr.findtext(A + "updated") == "2024-09-04T08:02:15Z"
+    us = root.findall(A + "entry")[-1]
+    assert ("related", "https://sandbox.example/bill.pdf", "application/pdf") in links(us)
+    # every Atom id is a distinct version-5 UUID of the resource path
+    ids = [el.text for el in root.iter(A + "id")]
+    assert len(ids) == len(set(ids)) == 11
+    assert ib.findtext(A + "id") == atom_id(f"Subscription/{SUB}/UsagePoint/{METER}/MeterReading/"
+                                            f"{MR.replace('_19', '_1')}/IntervalBlock/000001")
+    assert parse_usage_points(xml)[0].local_time.tz_offset == -28800
+
+
+def test_streamed_interval_block_is_what_lxml_would_write():
+    """The string templates write exactly lxml's pretty-printed serialization of the same entry."""
+    b = block(7, 1741507200, 92)   # a spring-forward day
+    text = stream.interval_block_entry(BASE, SUB, METER, MR, b)
+    rebuilt = etree.fromstring(text, etree.XMLParser(remove_blank_text=True))
+    assert text == b'<?xml version="1.0" encoding="UTF-8"?>\n' + etree.tostring(rebuilt, pretty_print=True)
+    entry = parse_document(text)
+    readings = entry.find(A + "content")[0].findall(E + "IntervalReading")
+    assert [(int(r.findtext(f"{E}timePeriod/{E}start")), int(r.findtext(E + "value"))) for r in readings] == [
+        (1741507200 + 900 * i, v) for i, v in enumerate(b.values)]
+    # off the 15-minute grid and hourly readings are written the same way
+    for odd in (IntervalBlock("000001", 1741507207, 3600 * 5, [1, 22, 333, 0, 10**12], 1741525207, 3600),
+                IntervalBlock("000002", 99_900, 900 * 3, [5, 6, 7], 102_600)):
+        entry = parse_document(stream.interval_block_entry(BASE, SUB, METER, MR, odd))
+        got = [(int(r.findtext(f"{E}timePeriod/{E}start")), int(r.findtext(f"{E}timePeriod/{E}duration")),
+                int(r.findtext(E + "value"))) for r in entry.iter(E + "IntervalReading")]
+        assert got == [(odd.start + odd.interval_length * i, odd.interval_length, v) for i, v in enumerate(odd.values)]
+
+
+def test_batch_stream_is_lazy_and_chunked():
+    pulled = []
+
+    def blocks():
+        for i in range(400):
+            pulled.append(i)
+            yield block(i + 1, 1725321600 + 86400 * i)
+
+    chunks = stream.batch_feed(BASE, f"Batch/Subscription/{SUB}", [usage_point_data(blocks())], updated=UPDATED)
+    first = next(chunks)
+    assert len(pulled) < 10                      # only what the first chunk needed was generated
+    sizes = [len(first)] + [len(c) for c in chunks]
+    assert len(pulled) == 400
+    assert max(sizes) < 2 * stream.CHUNK and len(sizes) > 50
+
+
+def test_interval_block_feed_stream(espi_schema):
+    xml = b"".join(stream.interval_block_feed(BASE, SUB, METER, MR, (block(i, 1725321600 + 86400 * (i - 1))
+                                                                     for i in (1, 2, 3)), updated=UPDATED))
+    assert_valid(espi_schema, xml)
+    root = parse_document(xml)
+    assert links(root)[0] == ("self", f"{BASE}/{usage_point_path_for(MR)}/IntervalBlock", "espi-feed/IntervalBlock")
+    assert [e.findtext(A + "title") for e in root.findall(A + "entry")] == ["IntervalBlock"] * 3
+    empty = b"".join(stream.interval_block_feed(BASE, SUB, METER, MR, [], updated=UPDATED))
+    assert parse_document(empty).findall(A + "entry") == []
+
+
+def usage_point_path_for(mr: str) -> str:
+    return f"Subscription/{SUB}/UsagePoint/{METER}/MeterReading/{mr}"
+
+
+def test_single_entries_and_small_feeds_validate(espi_schema):
+    documents = [
+        entry_bytes(usage_point_element(None, BASE, SUB, SOLAR, published=PUBLISHED, updated=UPDATED)),
+        entry_bytes(meter_reading_element(None, BASE, SUB, METER, MR, RT, published=PUBLISHED, updated=UPDATED)),
+        entry_bytes(reading_type_element(None, BASE, SUB, METER, MR, RT, ReadingType(19), published=PUBLISHED,
+                                         updated=UPDATED)),
+        usage_point_feed(BASE, SUB, [SOLAR], updated=UPDATED, published=PUBLISHED, usage_summary=False),
+        usage_summary_feed(BASE, SUB, METER, [summary()], updated=UPDATED),
+    ]
+    for xml in documents:
+        assert_valid(espi_schema, xml)
+    related = [h for _, h, t in links(entries(documents[3])[0]) if t != "espi-entry/UsagePoint"]
+    assert not any(h.endswith("/UsageSummary") for h in related)
+    payload = contents(documents[4])[0]
+    assert local(payload)[:5] == ["billingPeriod", "billLastPeriod", "billToDate", "costAdditionalLastPeriod",
+                                  "costAdditionalDetailLastPeriod"]
+    tax = payload.findall(E + "costAdditionalDetailLastPeriod")[-1]
+    assert local(tax) == ["amount", "dateTime", "note", "itemKind"]
+
+
+def test_service_status_and_application_information(espi_schema):
+    status = parse_document(service_status(1))
+    assert status.tag == E + "ServiceStatus" and espi_schema.validate(status)
+    app = ApplicationInformation(
+        id="1234567", data_custodian_id="PCE", client_id="PCE_ccccccccc", client_name="Test Company",
+        redirect_uris=("http://127.0.0.1:5000/callback", "http://localhost:5000/callback"),
+        scope=("FB=4_16_51",), authorization_endpoint="http://127.0.0.1:5001/oauth/authorize",
+        token_endpoint="http://127.0.0.1:5001/oauth/token", resource_endpoint=BASE,
+        bulk_request_uri=f"{BASE}/Batch/Bulk/1", notify_uri="http://127.0.0.1:5000/",
+        registration_client_uri=f"{BASE}/ApplicationInformation/1234567", description="Shows how GBC works")
+    xml = application_information_entry(BASE, app, published=PUBLISHED, updated=UPDATED)
+    assert_valid(espi_schema, xml)
+    payload = contents(xml)[0]
+    assert [el.text for el in payload.findall(E + "redirect_uri")] == list(app.redirect_uris)
+    assert payload.findtext(E + "client_secret") == payload.findtext(E + "registration_access_token")
+
+
+CUSTOMER = CustomerResource(
+    authorization_uid=SUB, customer_id="7277ce18-ecb7-5cd8-b343-7ff4f429e271", name="HEATHER HOMEOWNER",
+    kind="residential", address=Address("111 ANYWHERE ST", "ANYTOWN", "NY", "12345"),
+    account_id="cdef9fe8-19ec-5fe5-a95f-3d1be85a748f", account_number="111111111-1", puc_number="1234",
+    agreements=tuple(AgreementResource(meter_uid=m, agreement_id=f"11{i}00-00000",
+                                       location_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "loc" + m)),
+                                       address=Address("111 ANYWHERE ST", "ANYTOWN", "NY", "12345"),
+                                       meter_id=str(uuid.uuid5(uuid.NAMESPACE_URL, "meter" + m)),
+                                       serial_number=f"11{i}0000000")
+                     for i, m in enumerate(("1902729", "1902730"), 1)))
+
+
+def test_retail_customer_like_the_capture(customer_schema):
+    xml = retail_customer_batch(BASE, CUSTOMER, published=PUBLISHED, updated=UPDATED)
+    assert_valid(customer_schema, xml)
+    root = parse_document(xml)
+    assert root.nsmap == {None: ATOM_NS, "dc": "http://purl.org/dc/elements/1.1/"}
+    assert local(root) == ["title", "link", "link", "link", "id", "updated", "date"] + ["entry"] * 10
+    assert [link_[0] for link_ in links(root)] == ["alternate", "self", "related"]
+    kinds = [etree.QName(el).localname for el in contents(xml)]
+    assert kinds == ["Customer", "CustomerAccount"] + ["CustomerAgreement", "ServiceLocation", "Meter",
+                                                       "LocalTimeParameters"] * 2
+    customer = root.findall(A + "entry")[0]
+    assert local(customer) == ["title", "link", "link", "link", "link", "author", "id", "updated", "published",
+                               "content", "date"]
+    payload = contents(xml)[0]
+    assert local(payload) == ["Organisation", "kind", "pucNumber", "customerName"]   # customer.xsd's order
+    agreement = root.findall(A + "entry")[2]
+    assert links(agreement)[0] == (
+        "self", f"{BASE}/RetailCustomer/{SUB}/Customer/{CUSTOMER.customer_id}/CustomerAccount/"
+                f"{CUSTOMER.account_id}/CustomerAgreement/1902729", "cust-entry/CustomerAgreement")
+    location = contents(xml)[3]
+    assert location.findtext("{http://naesb.org/espi/customer}UsagePoints/"
+                             "{http://naesb.org/espi/customer}UsagePoint") == \
+        f"{BASE}/Subscription/{SUB}/UsagePoint/1902729"
+    feed = customer_feed(BASE, CUSTOMER, "CustomerAgreement", f"RetailCustomer/{SUB}/Customer/x/CustomerAccount/y/"
+                         "CustomerAgreement", CUSTOMER.agreements, published=PUBLISHED, updated=UPDATED)
+    assert_valid(customer_schema, feed)
+    assert len(entries(feed)) == 2
+    one = customer_entry(BASE, CUSTOMER, "Meter", CUSTOMER.agreements[1], published=PUBLISHED, updated=UPDATED)
+    assert_valid(customer_schema, one)
+    assert contents(one)[0].findtext("{http://naesb.org/espi/customer}serialNumber") == "1120000000"

@@ -84,3 +84,112 @@ class UsagePoint:
         if self.service_kind is None:
             return None
         return SERVICE_KINDS.get(self.service_kind, f"unknown ({self.service_kind})")
+
+
+# ---------------------------------------------------------------- meter data (what the sandbox writes)
+
+
+@dataclass(frozen=True)
+class ReadingType:
+    """ESPI ReadingType; the defaults are UtilityAPI's 15-minute energy channel
+    (reference §3.4): delta data, electricity, USD, Wh with multiplier -3."""
+
+    flow_direction: int = 1          # 1 delivered (forward), 19 received (reverse), 4 net
+    interval_length: int = 900
+    accumulation_behaviour: int = 4
+    commodity: int = 1
+    currency: int = 840
+    kind: int = 12
+    phase: int = 0
+    power_of_ten_multiplier: int = -3
+    uom: int = 72
+
+
+@dataclass(frozen=True)
+class IntervalBlock:
+    """One IntervalBlock: ``values`` are consecutive readings of ``interval_length``
+    seconds from ``start``. ``published`` (epoch) is when the block's data became
+    available; it is also the entry's updated time."""
+
+    id: str
+    start: int
+    duration: int
+    values: tuple[int, ...] | list[int]
+    published: int
+    interval_length: int = 900
+
+
+@dataclass(frozen=True)
+class SummaryMeasurement:
+    """ESPI SummaryMeasurement (``value`` x 10^``power_of_ten_multiplier`` ``uom``)."""
+
+    uom: int
+    power_of_ten_multiplier: int = 0
+    value: int | None = None
+    time_stamp: int | None = None
+
+
+@dataclass(frozen=True)
+class CostDetail:
+    """A bill line item (``costAdditionalDetailLastPeriod``): amount in 1/100,000 of the currency."""
+
+    note: str
+    amount: int
+    date_time: int | None = None
+    measurement: SummaryMeasurement | None = None
+    item_kind: int = 10                 # what UtilityAPI sends for every line
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    """One bill as an ESPI UsageSummary (money in 1/100,000 of the currency unit)."""
+
+    id: str
+    billing_period: DateTimeInterval
+    bill_last_period: int
+    consumption: SummaryMeasurement                # overallConsumptionLastPeriod
+    status_time_stamp: int
+    published: int                                 # entry published/updated: when the bill became available
+    line_items: tuple[CostDetail, ...] = ()
+    tariff_profile: str | None = None
+    currency: int = 840
+    commodity: int = 1
+    quality_of_reading: int = 16
+    pdf_href: str | None = None                    # extra related link (application/pdf), when served
+
+
+@dataclass(frozen=True)
+class Address:
+    """A street address as the customer schema's StreetAddress carries it."""
+
+    street: str
+    town: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+
+
+@dataclass(frozen=True)
+class ApplicationInformation:
+    """What a registration (ApplicationInformation) says about a third party."""
+
+    id: str
+    data_custodian_id: str
+    client_id: str
+    client_name: str
+    redirect_uris: tuple[str, ...]
+    scope: tuple[str, ...]
+    authorization_endpoint: str
+    token_endpoint: str
+    resource_endpoint: str
+    bulk_request_uri: str
+    notify_uri: str
+    registration_client_uri: str
+    client_uri: str | None = None
+    description: str | None = None
+    client_id_issued_at: int = 0
+    client_secret_expires_at: int = 0
+    software_id: str = "gbc-demo"
+    software_version: str = "1.0"
+    grant_types: tuple[str, ...] = ("authorization_code", "client_credentials", "refresh_token")
+    data_custodian_status: int = 1      # 1 review, 2 production (live), 3 on hold, 4 revoked
+    third_party_status: int = 1         # 1 development, 2 review/test, 3 production, 4 retired
