@@ -50,11 +50,15 @@ class CustodianError(Exception):
 
 
 class NotReady(Exception):
-    """The custodian answered 202 Accepted: the data is still being prepared."""
+    """The custodian answered 202 Accepted: the data is still being prepared.
 
-    def __init__(self, retry_after: int | None) -> None:
+    ``authorization`` carries what was already read (the Authorization entry is
+    served at once; the data endpoints wait until collection is done)."""
+
+    def __init__(self, retry_after: int | None, authorization: dict | None = None) -> None:
         super().__init__(f"not ready, retry after {retry_after}s")
         self.retry_after = retry_after
+        self.authorization = authorization
 
 
 def new_state() -> str:
@@ -133,6 +137,13 @@ def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0) 
         raise CustodianError("connection", f"Could not connect to {url}.", step=step) from None
 
 
+def usage_points_url(resource_uri: str) -> str:
+    """``…/[Batch/]Subscription/{id}`` -> ``…/Subscription/{id}/UsagePoint``: the meters
+    without their interval data (a 2-year batch is tens of megabytes)."""
+    url = resource_uri.replace("/Batch/Subscription/", "/Subscription/", 1).rstrip("/")
+    return url if url.endswith("/UsagePoint") else url + "/UsagePoint"
+
+
 def batch_url(resource_uri: str) -> str:
     """``…/Subscription/{id}`` (token response form) -> ``…/Batch/Subscription/{id}``."""
     if "/Batch/Subscription/" in resource_uri:
@@ -161,7 +172,11 @@ def fetch_authorization_and_meters(token: dict, *, timeout: float) -> Fetched:
     if not resource:
         raise CustodianError("no_resource", "The token response has no resourceURI, so there is no "
                              "subscription to read.", step="meters")
-    xml = fetch_xml(batch_url(resource), access, step="meters", timeout=timeout)
+    try:
+        xml = fetch_xml(usage_points_url(resource), access, step="meters", timeout=timeout)
+    except NotReady as exc:
+        exc.authorization = authorization
+        raise
     try:
         meters = [meter_dict(up) for up in espi_parse.parse_usage_points(xml)]
     except EspiError as exc:

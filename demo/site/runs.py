@@ -3,6 +3,7 @@ callback, and present it (page and JSON)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -154,13 +155,47 @@ def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float)
         return
     except gbc.NotReady as exc:
         run.status = "authorized"
-        run.error = {"error": "not_ready", "step": "meters",
-                     "message": f"The custodian is still preparing the data (retry after {exc.retry_after}s)."}
+        _not_ready(run, exc)
         return
     run.status = "authorized"
+    _fetched(run, fetched)
+
+
+def _not_ready(run: Run, exc: gbc.NotReady) -> None:
+    wait = exc.retry_after if exc.retry_after is not None else 5
+    run.authorization = exc.authorization or run.authorization
+    run.error = {"error": "not_ready", "step": "meters", "retry_after": wait,
+                 "retry_at": int(time.time()) + wait,
+                 "message": f"The utility is still collecting the data (it answered 202 Accepted, "
+                            f"Retry-After: {wait} s). This page checks again by itself."}
+
+
+def _fetched(run: Run, fetched: gbc.Fetched) -> None:
+    run.error = None
     run.authorization = fetched.authorization
     run.meters = fetched.meters
     run.meter_count = len(fetched.meters)
+
+
+def waiting_for_data(run: Run) -> int | None:
+    """Seconds until the custodian said to ask again, for a run whose data is not ready; else None."""
+    if run.status != "authorized" or not run.error or run.error.get("error") != "not_ready":
+        return None
+    return max(0, int(run.error.get("retry_at", 0)) - int(time.time()))
+
+
+def refetch_if_due(run: Run, vault: Vault, timeout: float) -> None:
+    """Ask the custodian again once Retry-After has passed (the run page calls this)."""
+    if waiting_for_data(run) != 0 or not run.token_enc:
+        return
+    token = json.loads(vault.decrypt(run.token_enc))
+    try:
+        _fetched(run, gbc.fetch_authorization_and_meters(token, timeout=timeout))
+    except gbc.NotReady as exc:
+        _not_ready(run, exc)
+    except gbc.CustodianError as exc:
+        run.status = "error"
+        run.error = exc.as_dict()
 
 
 def token_summary(token: dict) -> dict:

@@ -140,7 +140,9 @@ def runs():
 def run_page(run_id: str):
     with ctx().db.session() as s:
         run = _visitor_run(s, run_id)
+        runs_mod.refetch_if_due(run, ctx().vault, float(ctx().settings["http_timeout"]))
         return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
+                               waiting=runs_mod.waiting_for_data(run),
                                requested=runs_mod.scope_view(run.requested_scope),
                                granted=runs_mod.scope_view(run.granted_scope), nav_active="runs")
 
