@@ -11,6 +11,7 @@ import threading
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .config import ConfigError, load_config
+from .storage import SchemaOutdated
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
@@ -61,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         servers = build_servers(settings)
     except OSError as exc:
         print(f"gbc-demo: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    except SchemaOutdated as exc:
+        print(f"gbc-demo: {exc}", file=sys.stderr)
         return 2
     for name, url, _server in servers:
         print(f"{name}: {url}", flush=True)

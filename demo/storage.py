@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import create_engine, event
+from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -39,6 +39,10 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+class SchemaOutdated(RuntimeError):
+    """The database's tables are older than the models."""
+
+
 class Database:
     """An engine plus a session factory; ``with db.session() as s:`` commits or rolls back."""
 
@@ -51,6 +55,21 @@ class Database:
         except OperationalError:
             # another worker created the tables between our check and our CREATE
             metadata.create_all(self.engine)
+        self._check_columns()
+
+    def _check_columns(self) -> None:
+        """Refuse to run on tables an older version created without today's columns:
+        a clear message at start-up instead of errors on every request later."""
+        inspector = inspect(self.engine)
+        for table in self.metadata.sorted_tables:
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            missing = [c.name for c in table.columns if c.name not in have]
+            if missing:
+                url = self.engine.url.render_as_string(hide_password=True)
+                raise SchemaOutdated(
+                    f"The database {url} was created by an older version of GBC Demo: table "
+                    f"{table.name!r} lacks {', '.join(missing)}. Move the database file aside (or drop "
+                    "its tables) and start again; it is re-created empty.")
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -361,3 +361,10 @@ def test_comments_and_processing_instructions_are_harmless():
         + feed(entry(UP, ("self", "https://h/r/UsagePoint/3")))
     )
     assert [p.id for p in parse_usage_points(data)] == ["3"]
+
+
+def test_parse_local_time_reads_an_entry_or_says_none():
+    from demo.espi.parse import parse_local_time
+
+    assert parse_local_time(feed(entry(ltp(-28800), title="LocalTimeParameters"))) == LocalTimeParameters(-28800)
+    assert parse_local_time(feed(entry(UP))) is None

@@ -272,6 +272,7 @@ def test_run_json_has_stable_keys(live, visitor):
     meter = data["meters"][0]
     assert re.fullmatch(r"\d{7}", meter["usage_point_id"])   # a new meter uid per authorization
     assert meter["service_kind_name"] == "electricity"
+    assert meter["local_time"]["tz_offset"] == -28800     # read through the UsagePoint's related link
     assert meter["tariff"].startswith("E-TOU-C")
 
 

@@ -212,3 +212,19 @@ def test_database_reopen_keeps_data(tmp_path):
     with second.session() as s:
         assert s.execute(sa.select(second.metadata.tables["parent"].c.name)).scalar() == "kept"
     second.dispose()
+
+
+def test_an_outdated_schema_is_refused_with_a_clear_message(tmp_path):
+    import pytest
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+
+    from demo.storage import Database, SchemaOutdated
+
+    url = f"sqlite:///{tmp_path}/old.sqlite3"
+    old = MetaData()
+    Table("things", old, Column("id", Integer, primary_key=True))
+    Database(url, old).dispose()
+    new = MetaData()
+    Table("things", new, Column("id", Integer, primary_key=True), Column("name", String(10)))
+    with pytest.raises(SchemaOutdated, match="lacks name"):
+        Database(url, new)

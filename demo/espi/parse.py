@@ -301,6 +301,15 @@ def _local_time(el: etree._Element) -> LocalTimeParameters | None:
     )
 
 
+def parse_local_time(data: bytes) -> LocalTimeParameters | None:
+    """The LocalTimeParameters of an entry (or the first one in a feed), if any."""
+    root = _atom_root(data)
+    for res in _resources(root):
+        if res.payload is not None and res.payload.tag == _E + "LocalTimeParameters":
+            return _local_time(res.payload)
+    return None
+
+
 def _sdp_text(el: etree._Element, name: str) -> str | None:
     # espi.xsd: serviceDeliveryPoint; UtilityAPI 2024 captures: ServiceDeliveryPoint.
     for sdp in ("serviceDeliveryPoint", "ServiceDeliveryPoint"):

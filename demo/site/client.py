@@ -3,6 +3,7 @@ authorization URL, exchange the code (Authlib's OAuth2 client), and read the
 custodian's ESPI resources over HTTP."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import requests
@@ -178,11 +179,30 @@ def fetch_authorization_and_meters(token: dict, *, timeout: float) -> Fetched:
         exc.authorization = authorization
         raise
     try:
-        meters = [meter_dict(up) for up in espi_parse.parse_usage_points(xml)]
+        points = espi_parse.parse_usage_points(xml)
     except EspiError as exc:
         raise CustodianError("bad_xml", f"The subscription feed could not be read: {exc}",
                              step="meters") from None
-    return Fetched(authorization, meters)
+    return Fetched(authorization, [meter_dict(up) for up in with_local_time(points, access, timeout)])
+
+
+def with_local_time(points: list, access: str, timeout: float) -> list:
+    """UsagePoints from a UsagePoint feed name their LocalTimeParameters only by a related
+    link: read each distinct one. It only adds the time zone, so failures leave it unknown."""
+    cache: dict[str, object] = {}
+    out = []
+    for up in points:
+        href = next((h for h in up.related if "/LocalTimeParameters/" in h), None)
+        if up.local_time is None and href:
+            if href not in cache:
+                try:
+                    cache[href] = espi_parse.parse_local_time(
+                        fetch_xml(href, access, step="meters", timeout=timeout))
+                except (CustodianError, NotReady, EspiError):
+                    cache[href] = None
+            up = dataclasses.replace(up, local_time=cache[href])
+        out.append(up)
+    return out
 
 
 def authorization_dict(auth) -> dict:
