@@ -245,7 +245,7 @@ def test_bills_are_monthly_contiguous_and_add_up(p):
             assert sum(i.volume_kwh for i in energy) == pytest.approx(bill.kwh, abs=1e-3)
         for item in bill.line_items:
             if item.volume_kwh is not None:
-                assert item.cost == round(item.volume_kwh * 1e6 * item.rate / 10)
+                assert item.cost == round(item.volume_kwh * item.rate * 100) * 1000   # whole cents
     assert [b.end for b in bills[:-1]] == [b.start for b in bills[1:]]
     assert all(b.uid.isdigit() and len(b.uid) == 8 for b in bills)
     assert len({b.uid for b in bills}) == len(bills)

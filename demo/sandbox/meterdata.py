@@ -589,13 +589,13 @@ _TOU_NAMES = {2: "Peak", 1: "Part Peak", 0: "Off Peak"}
 
 
 def _usd(value: float) -> int:
-    """USD -> 1/100,000 USD."""
-    return int(round(value * 100000))
+    """USD -> 1/100,000 USD, rounded to whole cents as on a bill (CED: 44605000 = $446.05)."""
+    return int(round(value * 100)) * 1000
 
 
 def _energy_item(name: str, kind: str, value: int, rate: float) -> LineItem:
-    # value (mWh) * rate ($/kWh) = value / 1e6 * rate dollars = value * rate / 10 in 1e-5 USD
-    return LineItem(name, kind, round(value / 1e6, 6), rate, int(round(value * rate / 10)))
+    # value (mWh) * rate ($/kWh) = value / 1e6 * rate dollars
+    return LineItem(name, kind, round(value / 1e6, 6), rate, _usd(value * rate / 1e6))
 
 
 def _tariff_plan(p: MeterProfile) -> dict:
