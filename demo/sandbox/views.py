@@ -60,7 +60,7 @@ def index():
         clients = s.query(ClientRow).order_by(ClientRow.client_id).all()
     return render_template("sandbox/index.html", customers=directory.test_customers,
                            real_customers=directory.real_customers, clients=clients,
-                           lookup_labels=LOOKUP_LABELS)
+                           lookup_labels=LOOKUP_LABELS, sandbox_url=ctx().settings["sandbox_url"].rstrip("/"))
 
 
 @bp.get("/oauth/authorize")
