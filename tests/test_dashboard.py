@@ -223,6 +223,8 @@ def test_secret_rotation_shows_the_new_secret_once(live, visitor):
                              auth=("PCE_rotate001", secret), timeout=10).status_code
 
     assert client_credentials(old) == 200
+    elsewhere = Visitor()                                      # another dashboard session, e.g. a leaked one
+    assert sign_in(elsewhere, live, "PCE_rotate001", old).status == 200
     page = sign_in(visitor, live, "PCE_rotate001", old)
     page = visitor.get(live.sandbox_url + "/dashboard/settings/oauth")
     page = page.form("/dashboard/settings/oauth/secret").submit(visitor)
@@ -230,6 +232,9 @@ def test_secret_rotation_shows_the_new_secret_once(live, visitor):
     assert page.status == 200 and new and len(new) == 64 and new != old
     assert "shown only this once" in page.body_text
     assert visitor.get(page.url).text_of("new-client-secret") is None        # once only
+    # the rotating session stays signed in; every other session is signed out
+    assert visitor.get(live.sandbox_url + "/dashboard/authorizations").url.endswith("/dashboard/authorizations")
+    assert elsewhere.get(live.sandbox_url + "/dashboard/authorizations").url.endswith("/dashboard/sign-in")
     _secrets_absent(visitor, live, new, old)
 
     assert client_credentials(old) == 401

@@ -221,3 +221,39 @@ def test_readiness_holds_back_both_apis_until_the_data_is_collected(tmp_path):
     finally:
         for srv in servers:
             srv.shutdown()
+
+
+def test_collection_and_revocation_in_time(tmp_path):
+    """With a real collection delay: re-collecting keeps collected data visible, and a
+    revocation cancels what was still scheduled (no 'finished' after 'revoked')."""
+    live, servers = start_servers(tmp_path, sandbox_ready_delay=2)
+    try:
+        token = api_token(live)
+        first = token_of(live, full_flow(Visitor(), live, "residential", "phone"))
+        first_uid = first["authorizationURI"].rsplit("/", 1)[1]
+        second = token_of(live, full_flow(Visitor(), live, "residential", "email"))
+        second_uid = second["authorizationURI"].rsplit("/", 1)[1]
+        # the second is revoked while its data is still being collected
+        assert api(live, token, f"/authorizations/{second_uid}/revoke", method="POST").status_code == 200
+        time.sleep(2.3)
+        meter = api(live, token, "/meters", params={"authorizations": first_uid}).json()["meters"][0]
+        bills_before = len(api(live, token, "/bills", params={"meters": meter["uid"], "limit": 100}).json()["bills"])
+        assert bills_before >= 20
+        started = api(live, token, "/meters/historical-collection", method="POST",
+                      json={"meters": [meter["uid"]], "collection_duration": 24})
+        assert started.status_code == 200, started.text
+        # what was collected stays visible through both APIs while the new collection runs
+        assert len(api(live, token, "/bills", params={"meters": meter["uid"], "limit": 100}).json()["bills"]) \
+            == bills_before
+        batch = first["resourceURI"].replace("/Subscription/", "/Batch/Subscription/", 1)
+        assert espi(batch, first["access_token"], **{"published-min": "2026-01-01T00:00:00Z"}).status_code == 200
+        time.sleep(2.3)
+        events = api(live, token, "/events", params={"limit": 1000}).json()["events"]
+        second_types = [e["type"] for e in events if e.get("authorization_uid") == second_uid]
+        assert "authorization_revoked" in second_types
+        assert not [t for t in second_types if t.startswith("authorization_update_finished")]
+        first_types = [e["type"] for e in events if e.get("meter_uid") == meter["uid"]]
+        assert "meter_historical_collection_finished_successful" in first_types
+    finally:
+        for srv in servers:
+            srv.shutdown()

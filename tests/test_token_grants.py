@@ -144,3 +144,11 @@ def test_expired_access_tokens_are_refused_and_refresh_still_works(tmp_path):
     finally:
         for srv in servers:
             srv.shutdown()
+
+
+def test_another_client_cannot_revoke_my_token(live, grant):
+    other = ("PCE_livedemo1", "pce-sandbox-public-live-demo-secret")
+    response = requests.post(live.sandbox_url + "/oauth/revoke", auth=other,
+                             data={"token": grant["access_token"]}, timeout=10)
+    assert response.status_code in (200, 400)       # RFC 7009 lets the server answer either way
+    assert get(grant["authorizationURI"], grant["access_token"]).status_code == 200   # still works

@@ -34,7 +34,6 @@ def create_app(settings: dict | None = None) -> Flask:
     from . import api_v2, dashboard, espi_api, oauth, views, webhooks
 
     app.extensions["gbc_oauth_server"] = oauth.create_server(app)
-    app.extensions["gbc_resource_protector"] = oauth.create_protector()
     app.register_blueprint(views.bp)
     app.register_blueprint(dashboard.bp)
     app.register_blueprint(espi_api.bp)
@@ -59,6 +58,7 @@ def create_app(settings: dict | None = None) -> Flask:
 def _restart_in_child(ref) -> None:
     dispatcher = ref()
     if dispatcher is not None and not dispatcher.stopped:
+        dispatcher.db.engine.dispose(close=False)   # never share the parent's pooled connections
         dispatcher.start()
 
 

@@ -16,7 +16,7 @@ from werkzeug.wrappers import Response
 
 from ..lookup import Contact
 from ..storage import Vault, utcnow
-from ..tokens import mask
+from ..tokens import digest, mask
 from . import lifecycle, portal, registrations, webhooks
 from .forms import ActionForm, ApiTokenForm, RedirectUrisForm, SignInForm, WebhookForm
 from .jsonapi import event_sort_key
@@ -27,7 +27,19 @@ from .resources import resource_base
 bp = Blueprint("dashboard", __name__, url_prefix="/dashboard")
 
 SESSION_KEY = "dashboard"
+SECRET_KEY_MARK = "dashboard_secret"   # which client secret the session signed in with
 REVEAL_KEY = "dashboard_reveal"
+
+
+def _secret_mark(row: ClientRow) -> str:
+    """A fingerprint of the registration's current secret (a hash of its hash; never the secret):
+    a rotation changes it, which signs out every other dashboard session."""
+    return digest("dashboard-session:" + row.secret_hash)[:16]
+
+
+def _signed_in(row: ClientRow) -> None:
+    session[SESSION_KEY] = row.client_id
+    session[SECRET_KEY_MARK] = _secret_mark(row)
 
 
 # ---- sign-in --------------------------------------------------------------------------------
@@ -36,8 +48,9 @@ def _client(s) -> ClientRow:
     """The signed-in registration; anyone else goes to the sign-in page."""
     client_id = session.get(SESSION_KEY)
     row = s.get(ClientRow, client_id) if client_id else None
-    if row is None:
+    if row is None or session.get(SECRET_KEY_MARK) != _secret_mark(row):
         session.pop(SESSION_KEY, None)
+        session.pop(SECRET_KEY_MARK, None)
         abort(redirect(url_for(".sign_in"), 303))
     return row
 
@@ -64,7 +77,7 @@ def sign_in():
             row = registrations.sign_in(s, form.client_id.data, form.client_secret.data)
             if row is not None:
                 session.pop(REVEAL_KEY, None)
-                session[SESSION_KEY] = row.client_id
+                _signed_in(row)
                 return redirect(url_for(".authorizations"), 303)
         error, status = "That client_id and client_secret don't match a registration. Check both and try again.", 401
     elif form.is_submitted():
@@ -77,6 +90,7 @@ def sign_in():
 def sign_out():
     _checked(ActionForm())
     session.pop(SESSION_KEY, None)
+    session.pop(SECRET_KEY_MARK, None)
     session.pop(REVEAL_KEY, None)
     flash("You're signed out of the dashboard.", "ok")
     return redirect(url_for(".sign_in"), 303)
@@ -197,6 +211,7 @@ def rotate_secret():
     with ctx().db.session() as s:
         client = _client(s)
         _reveal("client_secret", registrations.rotate_secret(client))
+        _signed_in(client)   # this session stays signed in; every other one is signed out
     return redirect(url_for(".oauth_settings"), 303)
 
 
@@ -207,6 +222,7 @@ def reset_oauth():
         client = _client(s)
         if not registrations.reset_to_config(client, ctx().settings):
             abort(409, "This registration is not in the sandbox's configuration, so there is nothing to reset to.")
+        _signed_in(client)
     flash("The client secret and redirect URIs are those of the configuration again.", "ok")
     return redirect(url_for(".oauth_settings"), 303)
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from ..lookup import Customer, CustomerDirectory
 from ..lookup import Meter as DirectoryMeter
+from ..scope import parse_relative
 from . import lifecycle, meterdata
 from .models import AuthorizationRow, ClientRow, EventRow, FormRow, MeterRow
 from .resources import RESOURCE_PATH, service_meter
@@ -58,30 +59,7 @@ MAX_INTERVAL_LIMIT = 366    # ... and at most: a year of one meter's days per re
 DEFAULT_FORM_SCOPE = {"expires": "3y", "ongoing_end": None}
 SOURCE = "greenbutton_cmd"  # the documented interval source type for Green Button utilities
 
-#: Test behaviours whose data collection fails: (note type, message). The note types
-#: ``access_invalid`` is documented; ``website_down`` and ``utility_error`` are this sandbox's.
-FAILURES = {
-    "badlogin": ("access_invalid", "Invalid login credentials: the utility rejected the account details."),
-    "badlogin_after": ("access_invalid", "Invalid login credentials while collecting data."),
-    "websitedown": ("website_down", "Utility website down: please try again later."),
-    "websitedown_after": ("website_down", "Utility website down while collecting data: please try again later."),
-    "utilityerror": ("utility_error", "The utility returned an error."),
-}
-#: Behaviours that fail before any meter is found (lifecycle.authorized creates none).
-FAILS_AT_LOGIN = ("badlogin", "websitedown", "utilityerror")
-
-#: The order events happen in within one instant (tests run with no collection delay, so
-#: created, meter_created and finished can share a timestamp).
-EVENT_ORDER = {t: i for i, t in enumerate((
-    "ping", "form_created", "authorization_created", "authorization_renewed", "authorization_update_started",
-    "meter_created", "meter_historical_collection_started", "meter_historical_collection_delayed",
-    "meter_historical_collection_retrying", "meter_historical_collection_progress", "authorization_update_delayed",
-    "authorization_update_retrying", "authorization_update_progress", "meter_intervals_added",
-    "meter_bills_added", "meter_historical_collection_finished_successful",
-    "meter_historical_collection_finished_errored", "authorization_update_finished_successful",
-    "authorization_update_finished_errored", "authorization_declined", "authorization_expiring_soon",
-    "authorization_expired", "authorization_revoked",
-))}
+FAILURES, FAILS_AT_LOGIN, EVENT_ORDER = lifecycle.FAILURES, lifecycle.FAILS_AT_LOGIN, lifecycle.EVENT_ORDER
 
 
 class ApiError(Exception):
@@ -267,6 +245,9 @@ def is_ready(authorization: AuthorizationRow, now: datetime) -> bool:
     return lifecycle.seconds_until_ready(authorization, now) == 0
 
 
+EXPORT_NAMES = (("bills_combined_csv", "Bills: all bills [csv]"), ("meters_csv", "Meters: all meters [csv]"))
+
+
 def is_revoked(authorization: AuthorizationRow) -> bool:
     return authorization.status == 0 or authorization.revoked_at is not None
 
@@ -369,6 +350,9 @@ def authorization_object(view: View, authorization: AuthorizationRow, *, form: F
     status, message, status_ts, notes = authorization_status(authorization, view.now)
     uid = authorization.uid
     meter_list = ",".join(authorization.meter_uids or [])
+    exports = {"meters_csv": f"{view.api_base}/files/meters_csv?authorizations={uid}"}
+    if meter_list:   # no meters, no bills: no link that would only answer 400
+        exports = {"bills_combined_csv": f"{view.api_base}/files/meters_bills_csv?meters={meter_list}", **exports}
     created = system_ts(authorization.created)
     signature = ({"type": "confirmation", "ts": created} if authorization.source == "oauth"
                  and not is_declined(authorization) else None)
@@ -382,14 +366,8 @@ def authorization_object(view: View, authorization: AuthorizationRow, *, form: F
         "is_declined": is_declined(authorization),
         "expires": epoch_ts(authorization.authorized_end),
         "is_expired": expired,
-        "exports": {
-            "bills_combined_csv": f"{view.api_base}/files/meters_bills_csv?meters={meter_list}",
-            "meters_csv": f"{view.api_base}/files/meters_csv?authorizations={uid}",
-        },
-        "exports_list": [
-            {"name": "Bills: all bills [csv]", "link": f"{view.api_base}/files/meters_bills_csv?meters={meter_list}"},
-            {"name": "Meters: all meters [csv]", "link": f"{view.api_base}/files/meters_csv?authorizations={uid}"},
-        ],
+        "exports": exports,
+        "exports_list": [{"name": name, "link": exports[key]} for key, name in EXPORT_NAMES if key in exports],
         "template_uid": form.template_uid if form else None,
         "form_uid": authorization.form_uid,
         "referrals": list(authorization.referrals or []),
@@ -1033,6 +1011,7 @@ def delete_authorization(s: Session, view: View, uid: str) -> dict:
     if row.source != "test-submit":
         raise ApiError(400, "invalid_param", "Only authorizations made with /test-submit can be deleted; "
                                              "revoke this one instead.")
+    lifecycle.cancel_future_events(s, row.uid, view.now)
     for meter in lifecycle.meters_of(s, row.uid):
         s.delete(meter)
     s.flush()
@@ -1055,6 +1034,7 @@ def create_form(s: Session, view: View, body: Any) -> FormRow:
     utility = body.get("utility") or view.utility
     if utility != view.utility:
         raise ApiError(400, "invalid_param", f"This sandbox serves one utility: {view.utility}.")
+    form_expiry(scope.get("expires"), view.epoch)
     form = FormRow(uid=lifecycle.numeric_uid(s, FormRow, 6), client_id=view.client.client_id, created=view.now,
                    updated=view.now, template_uid=body.get("template_uid"), customer_email=body.get("customer_email"),
                    utility=utility, scope=dict(scope))
@@ -1062,6 +1042,33 @@ def create_form(s: Session, view: View, body: Any) -> FormRow:
     s.flush()
     lifecycle.emit(s, view.client.client_id, "form_created", ts=view.now, form_uid=form.uid)
     return form
+
+
+MAX_FORM_EXPIRY = 10 * 366 * 86400
+
+
+def form_expiry(expires: Any, now: int) -> int | None:
+    """A form scope's ``expires``: a duration such as ``3y``/``90d`` or an ISO 8601 date or
+    time, as the end in epoch seconds (None when absent). Raises ApiError for anything else,
+    including ends in the past or more than 10 years ahead."""
+    if expires is None:
+        return None
+    if not isinstance(expires, str) or len(expires) > 40:
+        raise ApiError(400, "invalid_param", "scope.expires must be a duration like 3y or 90d, or an ISO 8601 date.")
+    text = expires.strip()
+    seconds = parse_relative(text)
+    if seconds is not None:
+        end = now + seconds
+    else:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ApiError(400, "invalid_param", "scope.expires must be a duration like 3y or 90d, or an ISO 8601 "
+                                                 "date.") from None
+        end = int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+    if not now < end <= now + MAX_FORM_EXPIRY:
+        raise ApiError(400, "invalid_param", "scope.expires must lie in the future and at most 10 years ahead.")
+    return end
 
 
 def default_form(s: Session, view: View) -> FormRow:

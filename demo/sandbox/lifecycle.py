@@ -15,35 +15,33 @@ from sqlalchemy.orm import Session
 from ..storage import utcnow
 from .models import AuthorizationRow, EventRow, MeterRow, TokenRow, WebhookEndpointRow
 
-#: Event types a third party can receive (reference §5.9).
+#: Event types a third party can receive (reference §5.9), in the order they happen
+#: within one instant (with no collection delay, created, meter_created and finished
+#: share a timestamp; listings and deliveries sort ties by this order).
 EVENT_TYPES = (
-    "ping",
-    "form_created",
-    "authorization_created",
-    "authorization_declined",
-    "authorization_renewed",
-    "authorization_update_started",
-    "authorization_update_delayed",
-    "authorization_update_retrying",
-    "authorization_update_progress",
-    "authorization_update_finished_successful",
-    "authorization_update_finished_errored",
-    "authorization_expiring_soon",
-    "authorization_expired",
-    "authorization_revoked",
-    "meter_created",
-    "meter_bills_added",
-    "meter_intervals_added",
-    "meter_historical_collection_started",
-    "meter_historical_collection_delayed",
-    "meter_historical_collection_retrying",
-    "meter_historical_collection_progress",
-    "meter_historical_collection_finished_successful",
-    "meter_historical_collection_finished_errored",
+    "ping", "form_created", "authorization_created", "authorization_renewed", "authorization_update_started",
+    "meter_created", "meter_historical_collection_started", "meter_historical_collection_delayed",
+    "meter_historical_collection_retrying", "meter_historical_collection_progress", "authorization_update_delayed",
+    "authorization_update_retrying", "authorization_update_progress", "meter_intervals_added",
+    "meter_bills_added", "meter_historical_collection_finished_successful",
+    "meter_historical_collection_finished_errored", "authorization_update_finished_successful",
+    "authorization_update_finished_errored", "authorization_declined", "authorization_expiring_soon",
+    "authorization_expired", "authorization_revoked",
 )
+EVENT_ORDER = {t: i for i, t in enumerate(EVENT_TYPES)}
 
-#: Test behaviours whose collection fails (the authorization or its meters end "errored").
-ERRORED_BEHAVIOURS = ("badlogin", "badlogin_after", "websitedown", "websitedown_after", "utilityerror")
+#: Test behaviours whose data collection fails: (note type, message). The note type
+#: ``access_invalid`` is documented; ``website_down`` and ``utility_error`` are this sandbox's.
+FAILURES = {
+    "badlogin": ("access_invalid", "Invalid login credentials: the utility rejected the account details."),
+    "badlogin_after": ("access_invalid", "Invalid login credentials while collecting data."),
+    "websitedown": ("website_down", "Utility website down: please try again later."),
+    "websitedown_after": ("website_down", "Utility website down while collecting data: please try again later."),
+    "utilityerror": ("utility_error", "The utility returned an error."),
+}
+#: Behaviours that fail before any meter is found.
+FAILS_AT_LOGIN = ("badlogin", "websitedown", "utilityerror")
+ERRORED_BEHAVIOURS = tuple(FAILURES)
 
 
 def numeric_uid(s: Session, model, digits: int = 7) -> str:
@@ -119,7 +117,7 @@ def authorized(s: Session, authorization: AuthorizationRow, service_uids: Iterab
     now = now or utcnow()
     authorization.created = now
     authorization.ready_at = now + timedelta(seconds=ready_delay(settings))
-    errored_at_login = authorization.behaviour in ("badlogin", "websitedown", "utilityerror")
+    errored_at_login = authorization.behaviour in FAILS_AT_LOGIN
     meters = [] if errored_at_login else create_meters(s, authorization, service_uids)
     if errored_at_login:
         authorization.meter_uids = []
@@ -150,8 +148,10 @@ def historical_collection(s: Session, meters: list[MeterRow], duration: int, set
         authorization = s.get(AuthorizationRow, meter.authorization_uid)
         meter.collection_duration = duration
         meter.collection_started = now
-        if authorization.ready_at is None or authorization.ready_at < done:
-            authorization.ready_at = done
+        if authorization.ready_at is None or authorization.ready_at > now:
+            # still collecting: the first collection now ends when this one does; data already
+            # collected stays visible (re-collecting does not hide it)
+            authorization.ready_at = max(authorization.ready_at or done, done)
         auth_uid = meter.authorization_uid
         emit(s, authorization.client_id, "meter_historical_collection_started", ts=now,
              authorization_uid=auth_uid, meter_uid=meter.uid)
@@ -172,16 +172,24 @@ def revoke_tokens(s: Session, authorization_uid: str) -> None:
     s.query(TokenRow).filter_by(authorization_uid=authorization_uid).update({"revoked": True})
 
 
+def cancel_future_events(s: Session, authorization_uid: str, now: datetime) -> None:
+    """An authorization that ends stops its pending story: a collection scheduled to
+    finish later must not be announced after ``authorization_revoked``."""
+    s.query(EventRow).filter(EventRow.authorization_uid == authorization_uid, EventRow.ts > now,
+                             EventRow.is_delivered.is_(False)).delete(synchronize_session=False)
+
+
 def revoke(s: Session, authorization: AuthorizationRow, by: str, *, now: datetime | None = None) -> bool:
     """Revoked by the ``customer`` or the ``third_party``: access stops now, tokens die,
     ``authorization_revoked`` is sent. False when it was not active."""
-    if authorization.status != 1:
-        return False
     now = now or utcnow()
+    if authorization.status != 1 or is_expired(authorization, now):
+        return False
     authorization.status = 0
     authorization.revoked_at = now
     authorization.revoked_by = by
     revoke_tokens(s, authorization.uid)
+    cancel_future_events(s, authorization.uid, now)
     emit(s, authorization.client_id, "authorization_revoked", ts=now, authorization_uid=authorization.uid)
     return True
 
@@ -189,7 +197,8 @@ def revoke(s: Session, authorization: AuthorizationRow, by: str, *, now: datetim
 def is_expired(authorization: AuthorizationRow, now: datetime | None = None) -> bool:
     """Past its end (PreferredAuthEndDate or the customer's choice); 0 means until revoked."""
     end = authorization.authorized_end
-    return authorization.status == 1 and bool(end) and end <= _epoch(now or utcnow())
+    return authorization.status == 1 and (bool(authorization.expired_notified)
+                                          or (bool(end) and end <= _epoch(now or utcnow())))
 
 
 def _epoch(naive_utc: datetime) -> int:
@@ -197,7 +206,8 @@ def _epoch(naive_utc: datetime) -> int:
 
 
 def expire_due(s: Session, now: datetime | None = None) -> int:
-    """Authorizations past their end: tokens revoked, ``authorization_expired`` sent once."""
+    """Authorizations past their end: tokens revoked, ``authorization_expired`` sent once
+    (each row is claimed by a conditional UPDATE, so several workers never both send it)."""
     now = now or utcnow()
     epoch = _epoch(now)
     count = 0
@@ -205,8 +215,14 @@ def expire_due(s: Session, now: datetime | None = None) -> int:
             .filter(AuthorizationRow.status == 1, AuthorizationRow.expired_notified.is_(False),
                     AuthorizationRow.authorized_end > 0, AuthorizationRow.authorized_end <= epoch).all())
     for authorization in rows:
-        authorization.expired_notified = True
+        claimed = (s.query(AuthorizationRow)
+                   .filter(AuthorizationRow.uid == authorization.uid, AuthorizationRow.expired_notified.is_(False))
+                   .update({"expired_notified": True}, synchronize_session=False))
+        if claimed != 1:
+            continue
+        s.refresh(authorization)
         revoke_tokens(s, authorization.uid)
+        cancel_future_events(s, authorization.uid, now)
         emit(s, authorization.client_id, "authorization_expired", ts=now, authorization_uid=authorization.uid)
         count += 1
     return count

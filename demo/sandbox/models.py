@@ -139,8 +139,10 @@ class TokenRow(Base):
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the refresh token was exchanged (rotation): presenting it again is a replay
     refresh_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when this refresh token was first issued (kept when it moves to a new record without rotation)
+    refresh_issued: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
-    # what Authlib's BearerTokenValidator asks of a token
+    # what Authlib asks of a token record (refresh and revocation endpoints)
     def is_expired(self) -> bool:
         return self.expires < utcnow()
 

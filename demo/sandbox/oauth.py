@@ -11,11 +11,10 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
-from authlib.integrations.flask_oauth2 import AuthorizationServer, ResourceProtector
+from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidScopeError
-from authlib.oauth2.rfc6750 import BearerTokenValidator
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, current_app
@@ -166,15 +165,19 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             row = s.query(TokenRow).filter_by(refresh_hash=digest(refresh_token)).first()
             if row is None or row.revoked:
                 return None
-            if row.refresh_used:
-                log.warning("refresh token replayed for authorization %s: revoking its tokens",
-                            row.authorization_uid)
-                s.query(TokenRow).filter_by(client_id=row.client_id, authorization_uid=row.authorization_uid) \
-                    .update({"revoked": True})
-                return None
             ttl = int(ctx().settings["sandbox_refresh_token_ttl"])
-            if ttl and row.issued + timedelta(seconds=ttl) < utcnow():
+            if ttl and (row.refresh_issued or row.issued) + timedelta(seconds=ttl) < utcnow():
                 return None
+            if self.INCLUDE_NEW_REFRESH_TOKEN:
+                # spend it atomically: of two concurrent refreshes only one matches the UPDATE
+                spent = (s.query(TokenRow).filter(TokenRow.id == row.id, TokenRow.refresh_used.is_(False))
+                         .update({"refresh_used": True}, synchronize_session=False))
+                if spent != 1:
+                    log.warning("refresh token replayed for authorization %s: revoking its tokens",
+                                row.authorization_uid)
+                    s.query(TokenRow).filter_by(client_id=row.client_id,
+                                                authorization_uid=row.authorization_uid).update({"revoked": True})
+                    return None
             return row
 
     def authenticate_user(self, refresh_token):
@@ -185,10 +188,7 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
             return row
 
     def revoke_old_credential(self, refresh_token):
-        with ctx().db.session() as s:
-            row = s.get(TokenRow, refresh_token.id)
-            if row is not None and self.INCLUDE_NEW_REFRESH_TOKEN:
-                row.refresh_used = True
+        """Nothing left to do: a rotated refresh token was spent when it was accepted."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -250,17 +250,23 @@ def save_token(token, request):
     base = resource_base(settings["sandbox_url"])
     refreshing = request.form.get("grant_type") == "refresh_token"
     with ctx().db.session() as s:
+        refresh_issued = utcnow()
         if authorization is None:
             token["scope"] = CLIENT_SCOPE
         elif refreshing and not token.get("refresh_token"):
-            # no rotation: the same refresh token moves to the new access token's record
+            # no rotation: the same refresh token moves to the new access token's record,
+            # keeping when it was issued (its lifetime does not slide)
             presented = request.form.get("refresh_token") or ""
-            s.query(TokenRow).filter_by(refresh_hash=digest(presented)).update({"refresh_hash": None})
+            old = s.query(TokenRow).filter_by(refresh_hash=digest(presented)).first()
+            if old is not None:
+                refresh_issued = old.refresh_issued or old.issued
+                old.refresh_hash = None
             s.flush()
             token["refresh_token"] = presented
         s.add(TokenRow(
             access_hash=digest(token["access_token"]),
             refresh_hash=digest(token["refresh_token"]) if token.get("refresh_token") else None,
+            refresh_issued=refresh_issued if token.get("refresh_token") else None,
             token_class="access" if authorization else "client",
             client_id=request.client.get_client_id(),
             authorization_uid=authorization.uid if authorization else None,
@@ -294,18 +300,6 @@ def create_server(app) -> SandboxAuthorizationServer:
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(Revocation)
     return server
-
-
-class HashedBearerValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string):
-        with ctx().db.session() as s:
-            return s.query(TokenRow).filter_by(access_hash=digest(token_string)).first()
-
-
-def create_protector() -> ResourceProtector:
-    protector = ResourceProtector()
-    protector.register_token_validator(HashedBearerValidator())
-    return protector
 
 
 bp = Blueprint("oauth", __name__)

@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
-from ..config import ConfigError, ensure_secret_key
+from ..config import ConfigError
 from ..storage import Vault, utcnow
 from ..tokens import digest, new_token, same
 from .jsonapi import event_sort_key
 from .lifecycle import EVENT_TYPES
 from .models import ApiTokenRow, ClientRow, EventRow, WebhookEndpointRow
+from .webhooks import endpoint_vault
 from .webhooks import new_secret as new_webhook_secret
 
 MODES = ("sandbox", "live")
@@ -42,9 +43,8 @@ class SettingsError(ValueError):
 
 
 def vault(settings: dict) -> Vault:
-    """The vault for secrets at rest: the master secret key (``ensure_secret_key``, so a
-    generated key works too), the same one the webhook dispatcher decrypts with."""
-    return Vault(ensure_secret_key(settings))
+    """The vault for secrets at rest: the one the webhook dispatcher decrypts with."""
+    return endpoint_vault(settings)
 
 
 # ---- registration (config) ------------------------------------------------------------

@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ..lookup import CustomerDirectory
-from ..scope import parse_relative, parse_scope
+from ..scope import parse_scope
 from . import custodian, lifecycle
-from .jsonapi import ApiError, View, authorization_object, body_object, own_form
+from .jsonapi import ApiError, View, authorization_object, body_object, form_expiry, own_form
 from .models import AuthorizationRow, FormRow
 
 
@@ -61,13 +61,9 @@ def available(directory: CustomerDirectory) -> list[str]:
 
 
 def _authorization_end(form: FormRow, now: int) -> int:
-    """The form's ``scope.expires`` (a duration such as ``3y``, or ISO8601), else 3 years."""
-    expires = (form.scope or {}).get("expires")
-    if isinstance(expires, str):
-        seconds = parse_relative(expires.strip())
-        if seconds:
-            return now + seconds
-    return now + custodian.DEFAULT_AUTH_LENGTH
+    """The form's ``scope.expires`` (a duration such as ``3y``, or ISO 8601), else 3 years."""
+    end = form_expiry((form.scope or {}).get("expires"), now)
+    return end if end is not None else now + custodian.DEFAULT_AUTH_LENGTH
 
 
 def submit(s: Session, view: View, form_uid: str, body: Any) -> dict:

@@ -165,7 +165,9 @@ class Dispatcher:
 
     def _claim(self, uid: str, expected: datetime | None, now: datetime) -> bool:
         """Reserve the attempt: only the one whose UPDATE matched the old next_attempt sends."""
-        lease = now + timedelta(seconds=self.timeout + LEASE)
+        # from the clock now, not the pass's start: after slow attempts a lease computed from
+        # the start would already be over and another worker could send the same event
+        lease = utcnow() + timedelta(seconds=self.timeout + LEASE)
         with self.db.session() as s:
             query = s.query(EventRow).filter(EventRow.uid == uid, EventRow.is_delivered.is_(False))
             query = (query.filter(EventRow.next_attempt.is_(None)) if expected is None
