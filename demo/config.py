@@ -45,6 +45,10 @@ DEFAULTS: dict[str, Any] = {
     "pkce": True,
     "token_auth_method": "client_secret_basic",
     "http_timeout": 10.0,
+    # the utility's JSON API (UtilityAPI v2) and webhooks, for the run page's integrator view
+    "api_url": "{sandbox_url}/api/v2",
+    "api_token": "",                 # secret: a JSON API token from the utility's dashboard
+    "webhook_secret": "",            # secret: signs the webhooks the site receives
     # where the two applications listen
     "site_host": "127.0.0.1",
     "site_port": 5000,
@@ -92,7 +96,13 @@ VISITOR_KEYS = (
     "scope",
     "pkce",
     "token_auth_method",
+    "api_url",
+    "api_token",
+    "webhook_secret",
 )
+
+#: Visitor settings that are secrets: stored encrypted, shown masked, never put in a cookie.
+SECRET_VISITOR_KEYS = ("client_secret", "api_token", "webhook_secret")
 
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 

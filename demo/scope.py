@@ -26,14 +26,14 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from urllib.parse import quote, unquote
 
 __all__ = [
     "FUNCTION_BLOCKS", "REQUESTABLE_FUNCTION_BLOCKS", "LOOKUP_TYPES", "AUTH_TYPES",
     "ScopeError", "AdditionalItem", "Scope", "parse_scope", "build_scope", "auth_item",
     "encode_value", "decode_value", "describe_function_block", "history_length_months",
-    "parse_relative",
+    "parse_relative", "Explanation", "Difference", "explain", "explain_param", "compare",
 ]
 
 FUNCTION_BLOCKS: dict[int, str] = {
@@ -246,8 +246,10 @@ def parse_scope(text: str) -> Scope:
         raise ScopeError("The scope is empty")
     try:
         body.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ScopeError("The scope contains characters that are not valid text") from None
+    except UnicodeEncodeError as exc:
+        at = len(text) - len(text.lstrip()) + exc.start
+        raise ScopeError("The scope contains characters that are not valid text",
+                         text[at:at + 1], at, at + 1) from None
     segments = _split(body, ";", len(text) - len(text.lstrip()))
     if len(segments) > 1 and not segments[-1][0].strip():
         segments.pop()  # a trailing ';' (PG&E sends one)
@@ -465,3 +467,329 @@ def _describe_auth(kind: str, value: str | None) -> str:
     if kind == "sso":
         return "Customer signs in with the utility's single sign-on"
     return f"Sign in as test scenario {value}" if value else "Sign in as a test scenario"
+
+
+# --- explaining and comparing scopes (the run page's scope card, the /decode page) ---------
+
+#: Parameters that appear in final (granted) scopes but cannot be requested (reference §2.3).
+INFORMATIONAL = ("IntervalDuration", "BlockDuration", "SubscriptionFrequency", "AccountCollection", "BR")
+_NAMED_FREQUENCIES = {"daily": "daily", "weekly": "weekly", "monthly": "monthly",
+                      "billingperiod": "once per billing period", "hourly": "hourly"}
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """One ``NAME=VALUE`` of a scope in plain words; ``items`` explain list members (FB numbers,
+    AdditionalScope items) one by one, so an integrator can read a scope without the spec."""
+
+    name: str
+    value: str
+    meaning: str
+    items: tuple[tuple[str, str], ...] = ()
+    informational: bool = False       # only in final scopes; a third party cannot request it
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One line of a requested-vs-granted comparison.
+
+    ``change`` is ``same``, ``added`` (by the utility), ``removed`` (not granted),
+    ``shortened``/``lengthened`` (a period the customer or utility changed), ``changed``,
+    ``request-only`` (consent-page instructions a final scope does not echo) or ``other``
+    (not comparable, see ``note``). ``requested``/``granted`` are plain words or None.
+    """
+
+    topic: str
+    requested: str | None
+    granted: str | None
+    change: str
+    note: str = ""
+
+    @property
+    def differs(self) -> bool:
+        return self.change not in ("same", "other", "request-only")
+
+
+def explain(scope: Scope) -> list[Explanation]:
+    """Every parameter of ``scope`` explained, in :meth:`Scope.to_string` order."""
+    out = [Explanation("FB", scope.get("FB") or "", explain_param("FB", scope.get("FB") or ""),
+                       tuple((str(n), describe_function_block(n)) for n in scope.function_blocks))]
+    for name in ("HistoryLength", "PreferredAuthEndDate"):
+        value = scope.get(name)
+        if value is not None:
+            out.append(Explanation(name, value, explain_param(name, value)))
+    out.extend(Explanation(name, value, explain_param(name, value), informational=name in INFORMATIONAL)
+               for name, value in scope.extra)
+    if scope.additional:
+        out.append(Explanation("AdditionalScope", scope.get("AdditionalScope") or "",
+                               explain_param("AdditionalScope", scope.get("AdditionalScope") or ""),
+                               tuple((item.raw, item.describe()) for item in scope.additional)))
+    return out
+
+
+def explain_param(name: str, value: str) -> str:
+    """Plain words for one parameter (the name matched case-insensitively); never raises."""
+    name = _CANONICAL.get(name.lower(), name)
+    if name == "FB":
+        count = len([p for p in value.split("_") if p])
+        return f"{count} function block{'s' if count != 1 else ''}: the data and functions shared"
+    if name == "HistoryLength":
+        return _history_words(int(value)) if _DIGITS.fullmatch(value) else "Not a number of seconds"
+    if name == "PreferredAuthEndDate":
+        return ("When the authorization ends: " + _end_words(int(value)) if _DIGITS.fullmatch(value)
+                else "Not a Unix timestamp")
+    if name == "AdditionalScope":
+        count = len([p for p in value.split("_") if p])
+        return f"Options for the consent page ({count} item{'s' if count != 1 else ''})"
+    if name == "IntervalDuration":
+        lengths = [_duration_words(int(p)) if _DIGITS.fullmatch(p) else p for p in value.split("_") if p]
+        return "Meter readings every " + " and every ".join(lengths) if lengths else "No interval length"
+    if name == "BlockDuration":
+        every = _frequency_words(value)
+        return f"Interval readings come in {every} blocks (IntervalBlock size)"
+    if name == "SubscriptionFrequency":
+        return f"New-data notifications (FB 39) are sent {_frequency_words(value, adverb=True)}"
+    if name == "AccountCollection":
+        count = int(value) if _DIGITS.fullmatch(value) else None
+        if count is None:
+            return "Number of meters covered (not a number)"
+        return f"The authorization covers {count} meter{'s' if count != 1 else ''} (usage points)"
+    if name == "BR":
+        return f"Bulk id {value} for the Bulk API (client_credentials tokens)"
+    return "Not a parameter this demo knows; the utility may ignore it"
+
+
+def compare(requested: Scope | None, granted: Scope | None, *,
+            authorized_period: dict | None = None) -> list[Difference]:
+    """What changed between the scope asked for and the final scope, line by line.
+
+    The authorize URL only pre-fills the consent form: the customer may shorten periods or
+    untick data, and the utility adds platform blocks and informational parameters (reference
+    §2.1). Final scopes do not echo consent-page options (AdditionalScope) nor, on UtilityAPI,
+    the end date; ``authorized_period`` (``{"start", "duration"}`` from the ESPI Authorization,
+    duration 0 = until revoked) stands in for the granted end when given. Either side None:
+    nothing to compare (empty list).
+    """
+    if requested is None or granted is None:
+        return []
+    rows = _compare_blocks(requested, granted)
+    rows.extend(_compare_history(requested, granted))
+    rows.extend(_compare_end(requested, granted, authorized_period))
+    rows.extend(_compare_extra(requested, granted))
+    rows.extend(_compare_additional(requested, granted))
+    return rows
+
+
+def _compare_blocks(requested: Scope, granted: Scope) -> list[Difference]:
+    asked, got = set(requested.function_blocks), set(granted.function_blocks)
+    rows = []
+    for n in sorted(asked | got):
+        words = f"{n} · {describe_function_block(n)}"
+        topic = f"FB {n}"
+        if n in asked and n in got:
+            rows.append(Difference(topic, words, words, "same"))
+        elif n in got:
+            if n == 51 and 46 in asked:
+                rows.append(Difference(topic, None, words, "same", "Asked for as 46, its legacy alias"))
+            elif n in REQUESTABLE_FUNCTION_BLOCKS:
+                rows.append(Difference(topic, None, words, "added", "Granted although it was not requested"))
+            else:
+                rows.append(Difference(topic, None, words, "added",
+                                       "Added by the utility: a platform block or a detail of what was asked"))
+        elif n == 46 and 51 in got:
+            rows.append(Difference(topic, words, None, "same", "Granted as 51 (46 is its legacy alias)"))
+        elif n not in REQUESTABLE_FUNCTION_BLOCKS:
+            rows.append(Difference(topic, words, None, "removed",
+                                   "Not requestable in an authorization URL: the utility ignores it"))
+        else:
+            rows.append(Difference(topic, words, None, "removed",
+                                   "Not granted: the customer unticked it on the consent page, "
+                                   "or the utility does not share it"))
+    return rows
+
+
+def _requested_history(scope: Scope) -> tuple[int | None, str | None]:
+    """Seconds (when known) and words for the history a request asked for."""
+    if scope.history_length is not None:
+        return scope.history_length, _seconds_and_months(scope.history_length)
+    item = next((i for i in scope.additional if i.kind == "historical" and i.value), None)
+    if item is None:
+        return None, None
+    if item.value == "none":
+        return 0, f"{item.raw}: no past data"
+    seconds = parse_relative(item.value or "")
+    if seconds is not None:
+        return seconds, f"{item.raw} ≈ {history_length_months(seconds)} months"
+    return None, f"{item.raw}: back to {item.value}"
+
+
+def _compare_history(requested: Scope, granted: Scope) -> list[Difference]:
+    asked, asked_words = _requested_history(requested)
+    got = granted.history_length
+    got_words = None if got is None else _seconds_and_months(got)
+    if asked_words is None and got is None:
+        return []
+    topic = "History (HistoryLength)"
+    if asked_words is None:
+        return [Difference(topic, None, got_words, "added",
+                           "Not in the request: the utility's default (2 years) or the customer's choice")]
+    if got is None:
+        return [Difference(topic, asked_words, None, "request-only", "Not echoed in the final scope")]
+    if asked is None:
+        return [Difference(topic, asked_words, got_words, "other", "Requested as a date, granted as a length")]
+    if got < asked:
+        return [Difference(topic, asked_words, got_words, "shortened",
+                           f"Shortened from {history_length_months(asked)} to {history_length_months(got)} "
+                           "months, by the customer on the consent page")]
+    if got > asked:
+        return [Difference(topic, asked_words, got_words, "lengthened", "More history than requested")]
+    return [Difference(topic, asked_words, got_words, "same")]
+
+
+def _requested_end(scope: Scope, start: int | None) -> tuple[int | None, str | None]:
+    """Epoch seconds (0 = until revoked; None when not computable) and words."""
+    if scope.preferred_auth_end_date is not None:
+        ts = scope.preferred_auth_end_date
+        return ts, f"PreferredAuthEndDate {ts}: {_end_words(ts)}"
+    item = next((i for i in scope.additional if i.kind == "ongoing" and i.value), None)
+    if item is None:
+        return None, None
+    if item.value == "none":
+        return start, f"{item.raw}: no ongoing data"
+    seconds = parse_relative(item.value or "")
+    if seconds is not None:
+        return (None if start is None else start + seconds), f"{item.raw}: {item.describe().lower()}"
+    ts = _date_ts(item.value or "")
+    return ts, f"{item.raw}: until {item.value}"
+
+
+def _compare_end(requested: Scope, granted: Scope, period: dict | None) -> list[Difference]:
+    start = _int_or_none((period or {}).get("start"))
+    asked, asked_words = _requested_end(requested, start)
+    note_source = ""
+    if granted.preferred_auth_end_date is not None:
+        got: int | None = granted.preferred_auth_end_date
+    elif period and start is not None:
+        duration = _int_or_none(period.get("duration")) or 0
+        got = start + duration if duration else 0
+        note_source = "Granted end from the Authorization's authorizedPeriod. "
+    else:
+        got = None
+    got_words = None if got is None else _end_words(got)
+    if asked_words is None and got is None:
+        return []
+    topic = "Authorization end"
+    if asked_words is None:
+        return [Difference(topic, None, got_words, "added",
+                           note_source + "Not in the request: the utility's default (3 years) "
+                                         "or the customer's choice")]
+    if got is None:
+        return [Difference(topic, asked_words, None, "request-only",
+                           "Not echoed in the final scope: the ESPI Authorization resource carries the end")]
+    if asked is None:
+        return [Difference(topic, asked_words, got_words, "other", note_source.strip())]
+    forever = 2 ** 62
+    a, g = asked or forever, got or forever
+    if g < a - 3600:
+        return [Difference(topic, asked_words, got_words, "shortened",
+                           note_source + "Ends earlier than requested: the customer chose a shorter period")]
+    if g > a + 3600:
+        return [Difference(topic, asked_words, got_words, "lengthened", note_source + "Ends later than requested")]
+    return [Difference(topic, asked_words, got_words, "same", note_source.strip())]
+
+
+def _compare_extra(requested: Scope, granted: Scope) -> list[Difference]:
+    names = [n for n, _v in granted.extra] + [n for n, _v in requested.extra
+                                              if n not in {g for g, _ in granted.extra}]
+    rows = []
+    for name in names:
+        asked, got = requested.get(name), granted.get(name)
+        asked_words = None if asked is None else f"{asked}: {explain_param(name, asked)}"
+        got_words = None if got is None else f"{got}: {explain_param(name, got)}"
+        if asked == got:
+            rows.append(Difference(name, asked_words, got_words, "same"))
+        elif asked is None:
+            note = ("Informational: the utility adds it to the final scope; it cannot be requested"
+                    if name in INFORMATIONAL else "Added by the utility")
+            rows.append(Difference(name, None, got_words, "added", note))
+        elif got is None:
+            rows.append(Difference(name, asked_words, None, "removed", "Not in the final scope"))
+        else:
+            rows.append(Difference(name, asked_words, got_words, "changed", f"Requested {asked}, granted {got}"))
+    return rows
+
+
+def _compare_additional(requested: Scope, granted: Scope) -> list[Difference]:
+    got = {item.canonical(): item for item in granted.additional}
+    asked = {item.canonical(): item for item in requested.additional}
+    rows = []
+    for key, item in asked.items():
+        words = item.describe()
+        if key in got:
+            rows.append(Difference(f"AdditionalScope {item.raw}", words, words, "same"))
+        elif not granted.additional:
+            rows.append(Difference(f"AdditionalScope {item.raw}", words, None, "request-only",
+                                   "An instruction for the consent page; final scopes do not echo it"))
+        else:
+            rows.append(Difference(f"AdditionalScope {item.raw}", words, None, "removed",
+                                   "Not in the final scope"))
+    rows.extend(Difference(f"AdditionalScope {item.raw}", None, item.describe(), "added", "Added by the utility")
+                for key, item in got.items() if key not in asked)
+    return rows
+
+
+def _int_or_none(value) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _date_ts(text: str) -> int | None:
+    try:
+        return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        return None
+
+
+def _duration_words(seconds: int) -> str:
+    for unit, size in (("day", DAY), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
+
+
+def _frequency_words(value: str, adverb: bool = False) -> str:
+    named = _NAMED_FREQUENCIES.get(value.lower())
+    if named:
+        return named
+    if _DIGITS.fullmatch(value):
+        if adverb:   # SubscriptionFrequency: whole days (reference §2.2)
+            days = int(value)
+            return "every day" if days == 1 else f"every {days} days"
+        return _duration_words(int(value))
+    return f"'{value}'"
+
+
+def _seconds_and_months(seconds: int) -> str:
+    if seconds == 0:
+        return "0 s: no past data"
+    return f"{seconds:,} s ≈ {history_length_months(seconds)} months ({round(seconds / DAY)} days)"
+
+
+def _history_words(seconds: int) -> str:
+    if seconds == 0:
+        return "No past data: only data from the authorization on"
+    return f"Past data to share: {_seconds_and_months(seconds)}"
+
+
+def _end_words(ts: int) -> str:
+    """An end timestamp as a date; 0 = until revoked."""
+    if ts == 0:
+        return "until the customer revokes it"
+    try:
+        when = datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError):
+        return f"{ts}: too far in the future to be a date"
+    return when.strftime("%Y-%m-%d %H:%M UTC")

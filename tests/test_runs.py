@@ -74,3 +74,18 @@ def test_run_json_has_stable_keys_and_no_secrets():
     data = runs.run_json(run)
     assert {"requested_scope", "granted_scope", "authorization", "meters", "error"} <= set(data)
     assert data["token"]["access_token"] == "••••aaaa" and "a" * 8 not in str(data)
+
+
+def test_the_token_goes_only_to_the_resource_origin(monkeypatch):
+    from demo.espi.model import UsagePoint
+    from demo.site import client
+
+    asked = []
+    monkeypatch.setattr(client, "fetch_xml", lambda url, *a, **k: asked.append(url) or b"<x/>")
+    monkeypatch.setattr(client.espi_parse, "parse_local_time", lambda data: None)
+    points = [UsagePoint(id="1", self_uri=None, title=None, service_kind=0, tariff_profile=None,
+                         related=("https://evil.example/LocalTimeParameters/1",)),
+              UsagePoint(id="2", self_uri=None, title=None, service_kind=0, tariff_profile=None,
+                         related=("https://dc.example/r/LocalTimeParameters/2",))]
+    client.with_local_time(points, "token", 1.0, origin="https://dc.example/r/Subscription/9")
+    assert asked == ["https://dc.example/r/LocalTimeParameters/2"]

@@ -12,7 +12,7 @@ Tolerance: elements are matched by namespace URI, never by prefix (``espi:``,
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit, urlunsplit
 
 from lxml import etree
@@ -21,6 +21,7 @@ from .model import Authorization, DateTimeInterval, LocalTimeParameters, UsagePo
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 ESPI_NS = "http://naesb.org/espi"
+CUST_NS = "http://naesb.org/espi/customer"
 
 _A = "{%s}" % ATOM_NS
 _E = "{%s}" % ESPI_NS
@@ -50,7 +51,9 @@ class _DoctypeFound(Exception):
 
 
 class _RootReached(Exception):
-    pass
+    def __init__(self, tag: str) -> None:
+        super().__init__(tag)
+        self.tag = tag
 
 
 class _PrologCheck:
@@ -59,8 +62,8 @@ class _PrologCheck:
     def doctype(self, *args):
         raise _DoctypeFound
 
-    def start(self, *args):
-        raise _RootReached
+    def start(self, tag, *args):
+        raise _RootReached(tag)
 
     def end(self, *args):
         pass
@@ -79,8 +82,71 @@ def _not_xml(exc: etree.XMLSyntaxError) -> EspiError:
     return EspiError(f"Not XML: line {exc.lineno}, column {exc.offset}: {message}")
 
 
+not_xml_error = _not_xml  # for the streaming reader (demo.espi.reader)
+
 _PROLOG_CHUNK = 256  # small, so a refused DOCTYPE stops the parser before much of it is read
 _DOCTYPE_REFUSED = "The document has a DOCTYPE; Green Button XML never needs one, so it is refused"
+
+
+class PrologGuard:
+    """Checks a document's prolog incrementally, before the real parser sees it.
+
+    Feed the document's bytes in order (any chunking); :meth:`feed` raises
+    :class:`EspiError` if a DOCTYPE comes before the root element (so entity
+    declarations are never even parsed by the real parser) or the prolog is not
+    XML, and returns the root's tag (Clark notation, ``{ns}local``) once the
+    root's start tag has been seen; after that the guard is :attr:`done` and
+    ignores further input. Shared by :func:`parse_document` (whole documents)
+    and :mod:`demo.espi.reader` (streams), so both refuse exactly the same input.
+    """
+
+    def __init__(self) -> None:
+        self._parser = etree.XMLParser(
+            target=_PrologCheck(), resolve_entities=False, no_network=True,
+            load_dtd=False, huge_tree=False,
+        )
+        self.root_tag: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.root_tag is not None
+
+    def feed(self, data: bytes) -> str | None:
+        if self.root_tag is not None:
+            return self.root_tag
+        try:
+            for offset in range(0, len(data), _PROLOG_CHUNK):
+                self._parser.feed(data[offset:offset + _PROLOG_CHUNK])
+        except _DoctypeFound:
+            raise EspiError(_DOCTYPE_REFUSED) from None
+        except _RootReached as reached:
+            self.root_tag = reached.tag
+        except etree.XMLSyntaxError as exc:
+            raise _not_xml(exc) from None
+        return self.root_tag
+
+    def close(self) -> str:
+        """End of input: the root tag, or :class:`EspiError` if there never was a root element."""
+        if self.root_tag is None:
+            try:
+                self._parser.close()
+            except _DoctypeFound:
+                raise EspiError(_DOCTYPE_REFUSED) from None
+            except _RootReached as reached:
+                self.root_tag = reached.tag
+            except etree.XMLSyntaxError as exc:
+                raise _not_xml(exc) from None
+        if self.root_tag is None:
+            raise EspiError("Not XML: the document has no root element")
+        return self.root_tag
+
+
+def check_atom_root(tag: str) -> None:
+    """Raise :class:`EspiError` unless ``tag`` (Clark notation) is an Atom feed or entry."""
+    if tag not in (_A + "feed", _A + "entry"):
+        qname = etree.QName(tag)
+        where = f" (namespace {qname.namespace})" if qname.namespace else ""
+        raise EspiError(f"Expected an Atom feed or entry, got <{qname.localname}>{where}")
 
 
 def parse_document(data: bytes) -> etree._Element:
@@ -96,20 +162,9 @@ def parse_document(data: bytes) -> etree._Element:
     if not data.strip():
         raise EspiError("The document is empty")
     # 1) Prolog only, fed in small chunks: stop at the root's start tag.
-    check = etree.XMLParser(
-        target=_PrologCheck(), resolve_entities=False, no_network=True,
-        load_dtd=False, huge_tree=False,
-    )
-    try:
-        for offset in range(0, len(data), _PROLOG_CHUNK):
-            check.feed(data[offset:offset + _PROLOG_CHUNK])
-        check.close()
-    except _DoctypeFound:
-        raise EspiError(_DOCTYPE_REFUSED) from None
-    except _RootReached:
-        pass
-    except etree.XMLSyntaxError as exc:
-        raise _not_xml(exc) from None
+    guard = PrologGuard()
+    guard.feed(data)
+    guard.close()
     # 2) The whole document.
     try:
         root = etree.fromstring(data, safe_parser())
@@ -122,10 +177,7 @@ def parse_document(data: bytes) -> etree._Element:
 
 def _atom_root(data: bytes) -> etree._Element:
     root = parse_document(data)
-    if root.tag not in (_A + "feed", _A + "entry"):
-        qname = etree.QName(root)
-        where = f" (namespace {qname.namespace})" if qname.namespace else ""
-        raise EspiError(f"Expected an Atom feed or entry, got <{qname.localname}>{where}")
+    check_atom_root(root.tag)
     return root
 
 
@@ -319,6 +371,27 @@ def _sdp_text(el: etree._Element, name: str) -> str | None:
     return None
 
 
+def usage_point_from(el: etree._Element, *, id: str, self_href: str | None, title: str | None,
+                     related: tuple[str, ...]) -> UsagePoint:
+    """A UsagePoint (without its LocalTimeParameters) from its ESPI element and entry links."""
+    return UsagePoint(
+        id=id,
+        self_uri=self_href,
+        title=title,
+        service_kind=_int(el, "ServiceCategory", "kind"),
+        tariff_profile=_sdp_text(el, "tariffProfile"),
+        service_delivery_point_name=_sdp_text(el, "name"),
+        related=related,
+    )
+
+
+def local_time_for(related: tuple[str, ...], local_times: dict[str, LocalTimeParameters | None],
+                   only: LocalTimeParameters | None) -> LocalTimeParameters | None:
+    """The LocalTimeParameters a UsagePoint's related links point at (``local_times`` is keyed by
+    :func:`normalize_href` of their self links), else ``only`` (the document's single one, if any)."""
+    return next((local_times[normalize_href(h)] for h in related if normalize_href(h) in local_times), only)
+
+
 def parse_usage_points(data: bytes) -> list[UsagePoint]:
     """UsagePoints of a Batch/Subscription feed, a UsagePoint feed or a single entry.
 
@@ -346,18 +419,7 @@ def parse_usage_points(data: bytes) -> list[UsagePoint]:
         el = res.payload
         if el.tag != _E + "UsagePoint":
             continue
-        ltp = next(
-            (local_times[normalize_href(h)] for h in res.related if normalize_href(h) in local_times),
-            only_ltp,
-        )
-        points.append(UsagePoint(
-            id=_last_segment(res.self_href) or str(len(points) + 1),
-            self_uri=res.self_href,
-            title=res.title,
-            service_kind=_int(el, "ServiceCategory", "kind"),
-            tariff_profile=_sdp_text(el, "tariffProfile"),
-            service_delivery_point_name=_sdp_text(el, "name"),
-            local_time=ltp,
-            related=res.related,
-        ))
+        point = usage_point_from(el, id=_last_segment(res.self_href) or str(len(points) + 1),
+                                 self_href=res.self_href, title=res.title, related=res.related)
+        points.append(replace(point, local_time=local_time_for(res.related, local_times, only_ltp)))
     return points

@@ -12,6 +12,7 @@ from ..lookup import CustomerDirectory
 from ..scope import describe_function_block
 from ..storage import Database, Vault
 from ..web import make_app
+from . import integrator  # noqa: F401 - its tables join Base.metadata before the database opens
 from .models import Base
 
 
@@ -37,6 +38,14 @@ def create_app(settings: dict | None = None) -> Flask:
     from . import views
 
     app.register_blueprint(views.bp)
+    from . import decoder_views, integrator_views
+
+    app.register_blueprint(decoder_views.bp)
+    app.register_blueprint(integrator_views.bp)
+    from .tool_views import bp as tools_bp  # token tools, readiness poll, exchange bodies
+    app.register_blueprint(tools_bp)
+    from .meter_views import bp as meter_bp  # the meter page (one usage point of a run)
+    app.register_blueprint(meter_bp)
 
     app.jinja_env.globals.update(describe_fb=describe_function_block, ts=format_ts, period=format_period)
     app.jinja_env.filters["urlencode_all"] = lambda value: quote(str(value), safe="")

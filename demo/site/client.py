@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import requests
 from authlib.common.security import generate_token
@@ -13,6 +14,7 @@ from authlib.integrations.requests_client import OAuth2Session
 
 from ..espi import parse as espi_parse
 from ..espi.parse import EspiError
+from .explain import error_from_body, explain
 
 MAX_BODY = 32 * 1024 * 1024
 
@@ -70,15 +72,22 @@ def new_code_verifier() -> str:
     return generate_token(64)
 
 
-def _session(cfg: ClientConfig, scope: str | None = None) -> OAuth2Session:
-    return OAuth2Session(
+def _session(cfg: ClientConfig, scope: str | None = None, http: requests.Session | None = None) -> OAuth2Session:
+    """Authlib's client; with ``http``, its transport adapters are used (a recorder's adapters
+    record the token request like any other call: OAuth2Session is a requests.Session)."""
+    sess = OAuth2Session(
         cfg.client_id,
         cfg.client_secret,
         scope=scope,
         redirect_uri=cfg.redirect_uri,
         token_endpoint_auth_method=cfg.token_auth_method,
+        revocation_endpoint_auth_method=cfg.token_auth_method,
         code_challenge_method="S256" if cfg.pkce else None,
     )
+    if http is not None:
+        for prefix, adapter in http.adapters.items():
+            sess.mount(prefix, adapter)
+    return sess
 
 
 def authorization_url(cfg: ClientConfig, scope: str, state: str, code_verifier: str | None) -> str:
@@ -89,39 +98,122 @@ def authorization_url(cfg: ClientConfig, scope: str, state: str, code_verifier: 
     return url
 
 
-def exchange_code(cfg: ClientConfig, code: str, code_verifier: str | None) -> dict:
-    """``POST`` the token endpoint; returns the whole token JSON (with resourceURI & co)."""
-    kwargs = {"code_verifier": code_verifier} if cfg.pkce and code_verifier else {}
+def _token_request(cfg: ClientConfig, http: requests.Session | None, step: str, **fields) -> dict:
+    """``POST`` the token endpoint with ``fields`` (client authentication as configured); the
+    whole token JSON, or a :class:`CustodianError` that says what went wrong."""
     try:
-        with _session(cfg) as sess:
-            token = sess.fetch_token(cfg.token_url, grant_type="authorization_code", code=code,
-                                     timeout=cfg.timeout, **kwargs)
+        with _session(cfg, http=http) as sess:
+            token = sess.fetch_token(cfg.token_url, timeout=cfg.timeout, **fields)
     except OAuthError as exc:
-        raise CustodianError(exc.error or "oauth_error", explain(exc.error), step="token",
+        raise CustodianError(exc.error or "oauth_error", explain(exc.error), step=step,
                              description=exc.description) from None
     except requests.Timeout:
         raise CustodianError("timeout", f"The token endpoint did not answer within {cfg.timeout:g} s.",
-                             step="token") from None
+                             step=step) from None
     except requests.ConnectionError:
         raise CustodianError("connection", f"Could not connect to the token endpoint {cfg.token_url}.",
-                             step="token") from None
+                             step=step) from None
+    except requests.HTTPError as exc:   # Authlib raises for 5xx
+        status = exc.response.status_code if exc.response is not None else None
+        raise CustodianError("http", f"The token endpoint answered HTTP {status}.", step=step,
+                             status=status) from None
     except ValueError as exc:  # not JSON
         raise CustodianError("not_json", f"The token endpoint did not answer with JSON ({exc}).",
-                             step="token") from None
+                             step=step) from None
     return dict(token)
 
 
-def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0) -> bytes:
-    """GET an ESPI resource with the Bearer token; capped in size and time."""
+def exchange_code(cfg: ClientConfig, code: str, code_verifier: str | None,
+                  http: requests.Session | None = None) -> dict:
+    """``POST`` the token endpoint; returns the whole token JSON (with resourceURI & co)."""
+    kwargs = {"code_verifier": code_verifier} if cfg.pkce and code_verifier else {}
+    return _token_request(cfg, http, "token", grant_type="authorization_code", code=code, **kwargs)
+
+
+def refresh_token(cfg: ClientConfig, refresh: str, http: requests.Session | None = None) -> dict:
+    """``grant_type=refresh_token`` (reference §1.7): a new access token, maybe a new refresh token."""
+    return _token_request(cfg, http, "refresh", grant_type="refresh_token", refresh_token=refresh)
+
+
+def client_credentials(cfg: ClientConfig, http: requests.Session | None = None) -> dict:
+    """``grant_type=client_credentials`` (reference §1.8): the client_access_token for the
+    Authorization list and Bulk."""
+    return _token_request(cfg, http, "client_credentials", grant_type="client_credentials")
+
+
+def revocation_url(token_url: str) -> str:
+    """RFC 7009 endpoint next to the token endpoint: ``…/oauth/token`` -> ``…/oauth/revoke``."""
+    base = token_url.rstrip("/")
+    return (base[: -len("/token")] if base.endswith("/token") else base) + "/revoke"
+
+
+def revoke_token(cfg: ClientConfig, token: str, hint: str | None, http: requests.Session | None = None) -> int:
+    """RFC 7009 revocation of ``token``; the HTTP status (200), or a :class:`CustodianError`."""
+    url = revocation_url(cfg.token_url)
     try:
-        with requests.get(url, headers={"Authorization": f"Bearer {access_token}",
-                                        "Accept": "application/atom+xml"},
-                          timeout=timeout, stream=True, allow_redirects=False) as resp:
+        with _session(cfg, http=http) as sess:
+            resp = sess.revoke_token(url, token=token, token_type_hint=hint, timeout=cfg.timeout)
+    except requests.Timeout:
+        raise CustodianError("timeout", f"{url} did not answer within {cfg.timeout:g} s.", step="revoke") from None
+    except requests.ConnectionError:
+        raise CustodianError("connection", f"Could not connect to {url}.", step="revoke") from None
+    if resp.status_code != 200:
+        raise _http_error(resp, url, "revoke")
+    return resp.status_code
+
+
+def _http_error(resp: requests.Response, url: str, step: str) -> CustodianError:
+    """A non-success answer, named by its JSON error code when it has one."""
+    text = resp.text[:2000]   # these calls are not streamed
+    code, desc = error_from_body(text)
+    if code:
+        return CustodianError(code, explain(code), step=step, status=resp.status_code, description=desc)
+    return CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
+                          status=resp.status_code, description=text[:500])
+
+
+def post_json(url: str, bearer: str, *, step: str, timeout: float = 10.0,
+              http: requests.Session | None = None) -> dict:
+    """``POST`` a JSON API action with an API token (e.g. ``authorizations/{uid}/revoke``)."""
+    try:
+        resp = (http or requests).post(url, headers={"Authorization": f"Bearer {bearer}",
+                                                     "Accept": "application/json"},
+                                       timeout=timeout, allow_redirects=False)
+    except requests.Timeout:
+        raise CustodianError("timeout", f"{url} did not answer within {timeout:g} s.", step=step) from None
+    except requests.ConnectionError:
+        raise CustodianError("connection", f"Could not connect to {url}.", step=step) from None
+    if not 200 <= resp.status_code < 300:
+        raise _http_error(resp, url, step)
+    try:
+        data = resp.json()
+    except ValueError:
+        raise CustodianError("not_json", f"{url} did not answer with JSON.", step=step,
+                             status=resp.status_code) from None
+    return data if isinstance(data, dict) else {"data": data}
+
+
+ERROR_BODY = 64 * 1024
+
+
+def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0,
+              http: requests.Session | None = None) -> bytes:
+    """GET an ESPI resource with the Bearer token; capped in size and time. With ``http`` (a
+    recorder's session) the call is recorded; otherwise plain ``requests``."""
+    try:
+        with (http or requests).get(url, headers={"Authorization": f"Bearer {access_token}",
+                                                  "Accept": "application/atom+xml"},
+                                    timeout=timeout, stream=True, allow_redirects=False) as resp:
             if resp.status_code == 202:
-                retry = resp.headers.get("Retry-After", "")
+                retry = resp.headers.get("Retry-After", "").strip()
+                resp.raw.read(ERROR_BODY, decode_content=True)
                 raise NotReady(int(retry) if retry.isdigit() else None)
             if resp.status_code != 200:
-                body = resp.raw.read(2000, decode_content=True).decode("utf-8", "replace")
+                body = resp.raw.read(ERROR_BODY, decode_content=True).decode("utf-8", "replace")
+                code, desc = error_from_body(body)
+                if code:
+                    raise CustodianError(code, f"{url} answered HTTP {resp.status_code}: {explain(code)}",
+                                         step=step, status=resp.status_code, description=desc)
                 raise CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
                                      status=resp.status_code, description=body[:500])
             chunks, size = [], 0
@@ -158,12 +250,12 @@ class Fetched:
     meters: list[dict]
 
 
-def fetch_authorization_and_meters(token: dict, *, timeout: float) -> Fetched:
+def fetch_authorization_and_meters(token: dict, *, timeout: float, http: requests.Session | None = None) -> Fetched:
     """The Authorization entry and the subscription's usage points, as plain dicts."""
     access = token["access_token"]
     authorization = None
     if token.get("authorizationURI"):
-        xml = fetch_xml(token["authorizationURI"], access, step="authorization", timeout=timeout)
+        xml = fetch_xml(token["authorizationURI"], access, step="authorization", timeout=timeout, http=http)
         try:
             authorization = authorization_dict(espi_parse.parse_authorization(xml))
         except EspiError as exc:
@@ -174,7 +266,7 @@ def fetch_authorization_and_meters(token: dict, *, timeout: float) -> Fetched:
         raise CustodianError("no_resource", "The token response has no resourceURI, so there is no "
                              "subscription to read.", step="meters")
     try:
-        xml = fetch_xml(usage_points_url(resource), access, step="meters", timeout=timeout)
+        xml = fetch_xml(usage_points_url(resource), access, step="meters", timeout=timeout, http=http)
     except NotReady as exc:
         exc.authorization = authorization
         raise
@@ -183,21 +275,32 @@ def fetch_authorization_and_meters(token: dict, *, timeout: float) -> Fetched:
     except EspiError as exc:
         raise CustodianError("bad_xml", f"The subscription feed could not be read: {exc}",
                              step="meters") from None
-    return Fetched(authorization, [meter_dict(up) for up in with_local_time(points, access, timeout)])
+    points = with_local_time(points, access, timeout, http, origin=resource)
+    return Fetched(authorization, [meter_dict(up) for up in points])
 
 
-def with_local_time(points: list, access: str, timeout: float) -> list:
+def same_origin(url: str, other: str) -> bool:
+    a, b = urlsplit(url), urlsplit(other)
+    return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
+
+
+def with_local_time(points: list, access: str, timeout: float, http: requests.Session | None = None,
+                    *, origin: str | None = None) -> list:
     """UsagePoints from a UsagePoint feed name their LocalTimeParameters only by a related
-    link: read each distinct one. It only adds the time zone, so failures leave it unknown."""
+    link: read each distinct one. It only adds the time zone, so failures leave it unknown.
+    The bearer token goes only to links on ``origin`` (the resourceURI's): a custodian's XML
+    must not be able to send our token elsewhere."""
     cache: dict[str, object] = {}
     out = []
     for up in points:
         href = next((h for h in up.related if "/LocalTimeParameters/" in h), None)
+        if href and origin and not same_origin(href, origin):
+            href = None
         if up.local_time is None and href:
             if href not in cache:
                 try:
                     cache[href] = espi_parse.parse_local_time(
-                        fetch_xml(href, access, step="meters", timeout=timeout))
+                        fetch_xml(href, access, step="meters", timeout=timeout, http=http))
                 except (CustodianError, NotReady, EspiError):
                     cache[href] = None
             up = dataclasses.replace(up, local_time=cache[href])
@@ -239,24 +342,3 @@ def meter_dict(up) -> dict:
             "dst_start_rule": lt.dst_start_rule, "dst_end_rule": lt.dst_end_rule,
         },
     }
-
-
-EXPLANATIONS = {
-    "access_denied": "The customer declined to share their data (or the utility refused the request).",
-    "invalid_request": "The request was missing a parameter or had a malformed one.",
-    "unauthorized_client": "This client is not allowed to use this grant type.",
-    "unsupported_response_type": "The custodian does not support response_type=code for this client.",
-    "invalid_scope": "The scope was not accepted: check the function blocks and the scope syntax.",
-    "server_error": "The custodian hit an error while handling the request.",
-    "temporarily_unavailable": "The custodian is temporarily unavailable; try again later.",
-    "invalid_client": "The custodian did not accept the client credentials: check client_id, client_secret "
-                      "and the token endpoint authentication method.",
-    "invalid_grant": "The authorization code was not accepted: it may have been used already, expired, "
-                     "or the redirect_uri / PKCE code_verifier did not match.",
-    "unsupported_grant_type": "The token endpoint does not support this grant type.",
-    "mismatching_state": "The state returned does not match a flow started in this browser.",
-}
-
-
-def explain(code: str | None) -> str:
-    return EXPLANATIONS.get(code or "", f"The custodian reported the error {code!r}.")

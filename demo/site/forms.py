@@ -55,6 +55,11 @@ class SettingsForm(FlaskForm):
     pkce = BooleanField("Use PKCE (S256)")
     token_auth_method = SelectField("Token endpoint authentication",
                                     choices=[SelectChoice(m) for m in TOKEN_AUTH_METHODS])
+    api_url = URLField("JSON API URL", validators=[DataRequired(), URL(require_tld=False), Length(max=500)])
+    api_token = PasswordField("JSON API token", validators=[Optional(), Length(max=512)],
+                              description="Leave empty to keep the current token.")
+    webhook_secret = PasswordField("Webhook secret", validators=[Optional(), Length(max=512)],
+                                   description="Leave empty to keep the current secret.")
     submit = SubmitField("Save settings")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, DateTime, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ..storage import utcnow
@@ -54,3 +54,36 @@ class Run(Base):
     meters: Mapped[list | None] = mapped_column(JSON, nullable=True)
     error: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     meter_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    tools: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # last result of each token tool, masked
+
+
+class Exchange(Base):
+    """One step of a run as the integrator sees it: an HTTP request the site made to the
+    custodian (token, ESPI, JSON API, tools) or a browser step (authorize redirect, callback).
+
+    Everything here is masked before it is stored (:mod:`.exchanges`); bodies are kept up to
+    :data:`demo.site.exchanges.STORE_LIMIT` bytes (``*_size`` is the full size). No foreign key
+    to ``runs``: the authorize step is recorded before the run's row is committed.
+    """
+
+    __tablename__ = "exchanges"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_exchange_run_seq"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(32), index=True)
+    seq: Mapped[int] = mapped_column(Integer)                         # 1, 2, … within the run
+    ts: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(16))      # authorize|callback|token|espi|json|webhook|tool|…
+    title: Mapped[str] = mapped_column(String(200), default="")
+    method: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    url: Mapped[str | None] = mapped_column(Text, nullable=True)                       # masked
+    request_headers: Mapped[list | None] = mapped_column(JSON, nullable=True)         # [[name, value]], masked
+    request_body: Mapped[str | None] = mapped_column(Text, nullable=True)             # masked, truncated
+    request_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    response_headers: Mapped[list | None] = mapped_column(JSON, nullable=True)        # [[name, value]], masked
+    response_body: Mapped[str | None] = mapped_column(Text, nullable=True)            # masked, truncated
+    response_size: Mapped[int | None] = mapped_column(Integer, nullable=True)         # bytes received
+    response_truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[dict | None] = mapped_column(JSON, nullable=True)   # {"kind", "message"}: no answer / cut
+    fields: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # notes: decoded params etc., masked

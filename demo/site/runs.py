@@ -7,15 +7,17 @@ import time
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from sqlalchemy.orm import Session
 
-from ..config import VISITOR_KEYS
+from ..config import SECRET_VISITOR_KEYS, VISITOR_KEYS
 from ..scope import ScopeError, build_scope, describe_function_block, parse_scope
 from ..storage import Vault, utcnow
 from ..tokens import digest, mask, new_uid
 from . import client as gbc
+from .exchanges import Recorder
+from .explain import explain_error
 from .models import Run, VisitorSettings
 
 
@@ -123,18 +125,38 @@ def _masked_params(params: dict) -> dict:
     return {k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()}
 
 
-def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float) -> None:
-    """Handle the callback: an error, or the code -> token -> Authorization -> usage points."""
+def note_authorize(rec: Recorder, url: str) -> None:
+    """Record the redirect to the custodian: the authorization URL and its parameters decoded
+    (the state masked; the PKCE challenge is no secret)."""
+    query = urlsplit(url).query
+    rec.note("authorize", "Authorization request (browser redirect to the utility)", method="GET", url=url,
+             params=dict(parse_qsl(query, keep_blank_values=True)))
+
+
+def _callback_url(run: Run, params: dict) -> str:
+    return run.redirect_uri + ("&" if "?" in run.redirect_uri else "?") + urlencode(params)
+
+
+def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float,
+               rec: Recorder | None = None) -> None:
+    """Handle the callback: an error, or the code -> token -> Authorization -> usage points.
+    With ``rec`` every step is recorded (the callback as a note, then each HTTP call)."""
     run.callback = _masked_params(params)
+    http = None
+    if rec is not None:
+        rec.learn(params.get("code"), params.get("state"))
+        rec.note("callback", "Callback from the utility (browser redirect)", method="GET",
+                 url=_callback_url(run, params), params=params)
+        http = rec.session()
     if params.get("error"):
         code = params["error"]
         run.status = "declined" if code == "access_denied" else "error"
         run.error = {"error": code, "error_description": params.get("error_description"),
-                     "message": gbc.explain(code), "step": "authorize"}
+                     "message": gbc.explain(code), "step": "authorize", "exchange": _seq(rec)}
         return
     if not params.get("code"):
         run.status = "error"
-        run.error = {"error": "invalid_request", "step": "callback",
+        run.error = {"error": "invalid_request", "step": "callback", "exchange": _seq(rec),
                      "message": "The callback carried neither a code nor an error."}
         return
     cfg = gbc.ClientConfig(
@@ -144,58 +166,102 @@ def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float)
     verifier = vault.decrypt(run.code_verifier_enc)
     run.code_verifier_enc = None
     try:
-        token = gbc.exchange_code(cfg, params["code"], verifier)
+        token = gbc.exchange_code(cfg, params["code"], verifier, http=http)
         run.token_enc = vault.encrypt(json.dumps(token))
         run.token_summary = token_summary(token)
         run.granted_scope = token.get("scope")
-        fetched = gbc.fetch_authorization_and_meters(token, timeout=timeout)
+        fetched = gbc.fetch_authorization_and_meters(token, timeout=timeout, http=http)
     except gbc.CustodianError as exc:
         run.status = "error"
-        run.error = exc.as_dict()
+        run.error = {**exc.as_dict(), "exchange": _seq(rec)}
         return
     except gbc.NotReady as exc:
         run.status = "authorized"
-        _not_ready(run, exc)
+        _not_ready(run, exc, rec)
         return
     run.status = "authorized"
-    _fetched(run, fetched)
+    _fetched(run, fetched, rec)
 
 
-def _not_ready(run: Run, exc: gbc.NotReady) -> None:
+def _seq(rec: Recorder | None) -> int | None:
+    """The exchange that caused an error (the last one recorded), for the run page's link."""
+    return rec.last_seq if rec is not None else None
+
+
+#: Meters can appear minutes after the authorization (UtilityAPI adds them as it finds them,
+#: EDDIE #1459): an empty UsagePoint list is asked again with back-off for this long.
+NO_METERS_PATIENCE = 300
+NO_METERS_STEPS = (5, 10, 20, 30, 60)
+
+
+def _not_ready(run: Run, exc: gbc.NotReady, rec: Recorder | None = None) -> None:
     wait = exc.retry_after if exc.retry_after is not None else 5
     run.authorization = exc.authorization or run.authorization
     run.error = {"error": "not_ready", "step": "meters", "retry_after": wait,
-                 "retry_at": int(time.time()) + wait,
+                 "retry_at": int(time.time()) + wait, "exchange": _seq(rec),
                  "message": f"The utility is still collecting the data (it answered 202 Accepted, "
-                            f"Retry-After: {wait} s). This page checks again by itself."}
+                            f"Retry-After: {wait} s)."}
 
 
-def _fetched(run: Run, fetched: gbc.Fetched) -> None:
-    run.error = None
+def _fetched(run: Run, fetched: gbc.Fetched, rec: Recorder | None = None) -> None:
     run.authorization = fetched.authorization
     run.meters = fetched.meters
     run.meter_count = len(fetched.meters)
+    if fetched.meters:
+        run.error = None
+        return
+    previous = run.error if run.error and run.error.get("error") == "no_meters_yet" else {}
+    attempt = int(previous.get("attempt", 0)) + 1
+    since = int(previous.get("since", time.time()))
+    if time.time() - since >= NO_METERS_PATIENCE:
+        run.error = {"error": "no_meters", "step": "meters", "exchange": _seq(rec),
+                     "message": f"The subscription still lists no meters after {NO_METERS_PATIENCE // 60} "
+                                "minutes of asking. The customer may have shared none, or the utility did not "
+                                "find any: check the authorization's notes in the JSON API."}
+        return
+    wait = NO_METERS_STEPS[min(attempt, len(NO_METERS_STEPS)) - 1]
+    run.error = {"error": "no_meters_yet", "step": "meters", "retry_after": wait, "attempt": attempt,
+                 "since": since, "retry_at": int(time.time()) + wait, "exchange": _seq(rec),
+                 "message": "The authorization has no meters yet: utilities add them as they find them."}
+
+
+record_fetched = _fetched   # for the tools ("read again")
+
+WAITING_ERRORS = ("not_ready", "no_meters_yet")
 
 
 def waiting_for_data(run: Run) -> int | None:
     """Seconds until the custodian said to ask again, for a run whose data is not ready; else None."""
-    if run.status != "authorized" or not run.error or run.error.get("error") != "not_ready":
+    if run.status != "authorized" or not run.error or run.error.get("error") not in WAITING_ERRORS:
         return None
     return max(0, int(run.error.get("retry_at", 0)) - int(time.time()))
 
 
-def refetch_if_due(run: Run, vault: Vault, timeout: float) -> None:
-    """Ask the custodian again once Retry-After has passed (the run page calls this)."""
+def refetch_if_due(run: Run, vault: Vault, timeout: float, rec: Recorder | None = None) -> bool:
+    """Ask the custodian again once Retry-After has passed (the run page and its status poll call
+    this); True when it asked."""
     if waiting_for_data(run) != 0 or not run.token_enc:
-        return
-    token = json.loads(vault.decrypt(run.token_enc))
+        return False
+    token = json.loads(vault.decrypt(run.token_enc) or "{}")
+    if not token.get("access_token"):
+        return False
+    http = rec.session() if rec is not None else None
     try:
-        _fetched(run, gbc.fetch_authorization_and_meters(token, timeout=timeout))
+        _fetched(run, gbc.fetch_authorization_and_meters(token, timeout=timeout, http=http), rec)
     except gbc.NotReady as exc:
-        _not_ready(run, exc)
+        _not_ready(run, exc, rec)
     except gbc.CustodianError as exc:
         run.status = "error"
-        run.error = exc.as_dict()
+        run.error = {**exc.as_dict(), "exchange": _seq(rec)}
+    return True
+
+
+def status_json(run: Run) -> dict:
+    """What the run page's poller needs: is it still waiting, for how long, and the message."""
+    wait = waiting_for_data(run)
+    return {"id": run.id, "status": run.status, "waiting": wait is not None, "retry_in": wait,
+            "message": (run.error or {}).get("message"), "meter_count": run.meter_count,
+            "updated": run.updated.replace(tzinfo=UTC).isoformat() if run.updated else None}
 
 
 def token_summary(token: dict) -> dict:
@@ -209,9 +275,10 @@ def token_summary(token: dict) -> dict:
     return out
 
 
-def run_json(run: Run) -> dict:
+def run_json(run: Run, exchanges: list[dict] | None = None) -> dict:
     """The run's data with stable keys (``requested_scope``, ``granted_scope``,
-    ``authorization``, ``meters``, ``error``)."""
+    ``authorization``, ``meters``, ``error``, ``tools``, ``exchanges``): masked throughout."""
+    explanation = explain_error(run.error) if run.error else None
     return {
         "id": run.id,
         "status": run.status,
@@ -226,6 +293,9 @@ def run_json(run: Run) -> dict:
         "authorization": run.authorization,
         "meters": run.meters or [],
         "error": run.error,
+        "explanation": explanation.as_dict() if explanation else None,
+        "tools": run.tools or {},
+        "exchanges": exchanges or [],
     }
 
 
@@ -242,7 +312,9 @@ def scope_view(text: str | None) -> dict | None:
 
 def save_visitor_settings(s: Session, visitor_id: str, values: dict, secret: str | None, vault: Vault) -> None:
     row = s.get(VisitorSettings, visitor_id) or VisitorSettings(visitor_id=visitor_id, values={})
-    row.values = {k: v for k, v in values.items() if k in VISITOR_KEYS and k != "client_secret"}
+    # secrets never go into the plain values: the client secret is encrypted below, the others
+    # in the integrator's own table
+    row.values = {k: v for k, v in values.items() if k in VISITOR_KEYS and k not in SECRET_VISITOR_KEYS}
     if secret:
         row.client_secret_enc = vault.encrypt(secret)
     row.updated = utcnow()

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 
+from ..config import SECRET_VISITOR_KEYS
 from ..lookup import LOOKUP_LABELS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
 from ..tokens import mask, new_uid
 from ..web import allow_form_action, origin
+from . import exchanges as ex_mod
+from . import integrator
 from . import runs as runs_mod
 from .forms import ConnectForm, ResetForm, SettingsForm
 from .models import Run, VisitorSettings
@@ -27,12 +30,13 @@ def visitor_id() -> str:
 
 
 def current_settings(s) -> dict:
-    return runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
+    eff = runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
+    return integrator.overlay(s, visitor_id(), eff, ctx().vault)   # + API token, webhook secret
 
 
 def public(eff: dict) -> dict:
-    """The settings as templates may see them: the secret masked."""
-    return {**eff, "client_secret": mask(eff["client_secret"])}
+    """The settings as templates may see them: the secrets masked."""
+    return {**eff, **{k: mask(eff.get(k)) for k in SECRET_VISITOR_KEYS}}
 
 
 def _timeout() -> float:
@@ -97,8 +101,11 @@ def connect():
             if review["error"]:
                 flash(review["error"], "error")
             return _render_home(eff, form, review, 400)
-        _run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, review["scope"],
-                                       review["parsed"].lookup, _timeout())
+        run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, review["scope"],
+                                      review["parsed"].lookup, _timeout())
+        run_id, secret = run.id, eff["client_secret"]
+    # after the commit: the recorder writes in its own transaction
+    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [secret]), url)
     allow_form_action(eff["authorize_url"])
     return redirect(url, 303)
 
@@ -116,7 +123,7 @@ def callback():
                         "Start again from the home page.",
                 params={k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()},
             ), 400
-        runs_mod.finish_run(s, run, params, ctx().vault, _timeout())
+        runs_mod.finish_run(s, run, params, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
         run_id = run.id
     return redirect(url_for(".run_page", run_id=run_id), 303)
 
@@ -140,9 +147,12 @@ def runs():
 def run_page(run_id: str):
     with ctx().db.session() as s:
         run = _visitor_run(s, run_id)
-        runs_mod.refetch_if_due(run, ctx().vault, float(ctx().settings["http_timeout"]))
+        runs_mod.refetch_if_due(run, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
+        rows = ex_mod.exchanges_for(s, run.id)
         return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
                                waiting=runs_mod.waiting_for_data(run),
+                               exchanges=[ex_mod.exchange_view(x) for x in rows],
+                               api_revoke=bool(current_settings(s).get("api_token")),
                                requested=runs_mod.scope_view(run.requested_scope),
                                granted=runs_mod.scope_view(run.granted_scope), nav_active="runs")
 
@@ -150,7 +160,12 @@ def run_page(run_id: str):
 @bp.get("/runs/<run_id>.json")
 def run_json(run_id: str):
     with ctx().db.session() as s:
-        return runs_mod.run_json(_visitor_run(s, run_id))
+        run = _visitor_run(s, run_id)
+        rows = [ex_mod.exchange_dict(x, body_limit=ex_mod.PAGE_LIMIT) for x in ex_mod.exchanges_for(s, run.id)]
+        for x in rows:
+            if x["response_body"] is not None:
+                x["response_body_url"] = url_for("site_tools.exchange_body", run_id=run.id, seq=x["seq"])
+        return runs_mod.run_json(run, rows)
 
 
 @bp.route("/settings", methods=["GET", "POST"])
@@ -158,7 +173,7 @@ def settings():
     with ctx().db.session() as s:
         eff = current_settings(s)
         form = SettingsForm(data=None if request.method == "POST" else
-                            {k: v for k, v in eff.items() if k != "client_secret"})
+                            {k: v for k, v in eff.items() if k not in SECRET_VISITOR_KEYS})
         if form.validate_on_submit():
             try:
                 parse_scope(form.scope.data)
@@ -167,14 +182,18 @@ def settings():
             else:
                 values = {k: getattr(form, k).data for k in
                           ("utility", "client_id", "redirect_uri", "authorize_url", "token_url", "scope",
-                           "pkce", "token_auth_method")}
+                           "pkce", "token_auth_method", "api_url")}
                 runs_mod.save_visitor_settings(s, visitor_id(), values, form.client_secret.data or None,
                                                ctx().vault)
+                integrator.save_secrets(s, visitor_id(), ctx().vault, api_token=form.api_token.data,
+                                        webhook_secret=form.webhook_secret.data)
                 flash("Settings saved. They apply to this browser only.", "ok")
                 return redirect(url_for(".settings"), 303)
         status = 400 if form.is_submitted() else 200
         return render_template("site/settings.html", form=form, reset=ResetForm(), eff=public(eff),
-                               secret_masked=mask(eff["client_secret"]), nav_active="settings"), status
+                               secret_masked=mask(eff["client_secret"]), nav_active="settings",
+                               integration=integrator.settings_context(s, visitor_id(), eff,
+                                                                       ctx().settings["site_url"])), status
 
 
 @bp.post("/settings/reset")
@@ -185,5 +204,6 @@ def settings_reset():
         row = s.get(VisitorSettings, visitor_id())
         if row is not None:
             s.delete(row)
+        integrator.reset(s, visitor_id())
     flash("Settings reset to the defaults.", "ok")
     return redirect(url_for(".settings"), 303)
