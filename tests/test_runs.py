@@ -89,3 +89,20 @@ def test_the_token_goes_only_to_the_resource_origin(monkeypatch):
                          related=("https://dc.example/r/LocalTimeParameters/2",))]
     client.with_local_time(points, "token", 1.0, origin="https://dc.example/r/Subscription/9")
     assert asked == ["https://dc.example/r/LocalTimeParameters/2"]
+
+
+def test_configured_secrets_go_only_to_configured_endpoints():
+    from demo.config import load_config
+    from demo.site.models import VisitorSettings
+    from demo.site.runs import effective_settings
+    from demo.storage import Vault
+
+    settings = load_config({"client_secret": "operator-secret-123456"}, env={})
+    vault = Vault("k" * 32)
+    moved = VisitorSettings(visitor_id="v", values={"token_url": "https://elsewhere.example/oauth/token"})
+    assert effective_settings(settings, moved, vault)["client_secret"] == ""
+    same = VisitorSettings(visitor_id="v", values={"client_id": "mine"})
+    assert effective_settings(settings, same, vault)["client_secret"] == "operator-secret-123456"
+    own = VisitorSettings(visitor_id="v", values={"token_url": "https://elsewhere.example/oauth/token"},
+                          client_secret_enc=vault.encrypt("visitor-own-secret"))
+    assert effective_settings(settings, own, vault)["client_secret"] == "visitor-own-secret"

@@ -494,3 +494,11 @@ def test_local_day_of_each_reading_matches_the_tz_database():
         assert c.local_date(ts) == datetime.fromtimestamp(ts, LA).date()
     assert c.local(start).isoformat() == "2025-10-30T00:00:00-07:00"
     assert c.local(start + 5 * 86400).utcoffset() == timedelta(hours=-8)
+
+
+def test_a_malformed_dst_rule_falls_back_to_standard_time():
+    from demo.site.usage import LocalClock
+
+    clock = LocalClock.from_parameters({"tz_offset": -28800, "dst_offset": 3600,
+                                        "dst_start_rule": "00000000", "dst_end_rule": "not-hex"})
+    assert not clock.has_dst and clock.tz_offset == -28800

@@ -245,3 +245,10 @@ def test_events_belong_to_their_visitor(live, delivered):
     assert other.http.get(delivered["run_url"] + "/events.json", timeout=10).status_code == 404
     other_url = other.get(live.site_url + "/settings").text_of("receiver-url")
     assert urlsplit(other_url).path != urlsplit(delivered["url"]).path
+
+
+def test_a_non_hex_signature_is_refused_not_a_crash():
+    from demo.site.webhook_receiver import verify
+
+    assert verify("secret", "salt", "é" * 64, b"{}") is False
+    assert verify("secret", "salt", "zz", b"{}") is False

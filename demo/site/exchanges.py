@@ -633,11 +633,13 @@ def pretty(body: str | None, content_type: str = "") -> str | None:
         try:
             from lxml import etree
 
-            parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True,
-                                     load_dtd=False, huge_tree=False)
-            root = etree.fromstring(body.encode("utf-8"), parser)
+            from ..espi.parse import parse_document
+
+            # the project's one XML entrance: DOCTYPE refused, entities, DTDs and network off
+            root = parse_document(body.encode("utf-8"))
+            etree.indent(root)
             return etree.tostring(root, pretty_print=True, encoding="unicode")
-        except Exception:  # truncated or not XML: show as it came
+        except Exception:  # truncated, refused or not XML: show as it came
             return body
     return body
 

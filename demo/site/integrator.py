@@ -174,16 +174,22 @@ def fetch_json_view(http: requests.Session, api_url: str, api_token: str, author
         call = {"method": "GET", "path": shown, "status": None}
         out["calls"].append(call)
         try:
-            resp = http.get(base + path, params=params, timeout=timeout, allow_redirects=False,
+            resp = http.get(base + path, params=params, timeout=timeout, allow_redirects=False, stream=True,
                             headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"})
+            # read at most the cap (+1 byte to notice more), never the whole of an oversized body
+            raw = resp.raw.read(MAX_JSON_BYTES + 1, decode_content=True)
+            resp._content = raw
         except requests.Timeout:
             raise JsonApiError("timeout", f"The JSON API did not answer within {timeout:g} s.", path=shown) from None
-        except requests.RequestException:
+        except (requests.RequestException, OSError):
             raise JsonApiError("connection", f"Could not connect to the JSON API at {base}.", path=shown) from None
+        finally:
+            if "resp" in locals():
+                resp.close()
         call["status"] = resp.status_code
         if resp.status_code != 200:
             raise _api_error(resp, shown)
-        if len(resp.content) > MAX_JSON_BYTES:
+        if len(raw) > MAX_JSON_BYTES:
             raise JsonApiError("too_large", "The JSON API answered with more data than expected.", path=shown,
                                status=resp.status_code)
         try:

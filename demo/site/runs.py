@@ -29,6 +29,10 @@ def effective_settings(settings: dict, row: VisitorSettings | None, vault: Vault
         secret = vault.decrypt(row.client_secret_enc)
         if secret is not None:
             eff["client_secret"] = secret
+        elif eff["token_url"] != settings["token_url"]:
+            # the configured secret goes only to the configured token endpoint, never to one a
+            # visitor typed: with another endpoint, the visitor brings their own secret
+            eff["client_secret"] = ""
     eff["customised"] = row is not None and bool(row.values or row.client_secret_enc)
     return eff
 
@@ -151,8 +155,8 @@ def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float,
     if params.get("error"):
         code = params["error"]
         run.status = "declined" if code == "access_denied" else "error"
-        run.error = {"error": code, "error_description": params.get("error_description"),
-                     "message": gbc.explain(code), "step": "authorize", "exchange": _seq(rec)}
+        run.error = _masked({"error": code, "error_description": params.get("error_description"),
+                             "message": gbc.explain(code), "step": "authorize", "exchange": _seq(rec)}, rec)
         return
     if not params.get("code"):
         run.status = "error"
@@ -173,7 +177,7 @@ def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float,
         fetched = gbc.fetch_authorization_and_meters(token, timeout=timeout, http=http)
     except gbc.CustodianError as exc:
         run.status = "error"
-        run.error = {**exc.as_dict(), "exchange": _seq(rec)}
+        run.error = _masked({**exc.as_dict(), "exchange": _seq(rec)}, rec)
         return
     except gbc.NotReady as exc:
         run.status = "authorized"
@@ -192,6 +196,12 @@ def _seq(rec: Recorder | None) -> int | None:
 #: EDDIE #1459): an empty UsagePoint list is asked again with back-off for this long.
 NO_METERS_PATIENCE = 300
 NO_METERS_STEPS = (5, 10, 20, 30, 60)
+
+
+def _masked(error: dict, rec: Recorder | None) -> dict:
+    """An error to store: a custodian's description may echo a secret back, so it is masked
+    as the exchanges are."""
+    return rec.masker.json_value(error) if rec is not None else error
 
 
 def _not_ready(run: Run, exc: gbc.NotReady, rec: Recorder | None = None) -> None:
@@ -252,7 +262,7 @@ def refetch_if_due(run: Run, vault: Vault, timeout: float, rec: Recorder | None 
         _not_ready(run, exc, rec)
     except gbc.CustodianError as exc:
         run.status = "error"
-        run.error = {**exc.as_dict(), "exchange": _seq(rec)}
+        run.error = _masked({**exc.as_dict(), "exchange": _seq(rec)}, rec)
     return True
 
 

@@ -51,7 +51,8 @@ def resource_base(run: Run, token: dict) -> str:
 
 
 def _store(run: Run, name: str, result: dict, rec: Recorder) -> dict:
-    result = {"at": int(time.time()), "exchange": rec.last_seq, **result}
+    # masked like the exchanges: a custodian's error text may echo a token back
+    result = rec.masker.json_value({"at": int(time.time()), "exchange": rec.last_seq, **result})
     run.tools = {**(run.tools or {}), name: result}
     return result
 

@@ -162,8 +162,11 @@ class LocalClock:
             return cls()
         get = ltp.get if isinstance(ltp, Mapping) else lambda k: getattr(ltp, k, None)
         start_text, end_text = get("dst_start_rule"), get("dst_end_rule")
-        start = DstRule.decode(start_text) if start_text else None
-        end = DstRule.decode(end_text) if end_text else None
+        try:
+            start = DstRule.decode(start_text) if start_text else None
+            end = DstRule.decode(end_text) if end_text else None
+        except DstRuleError:   # a custodian's malformed rule: standard time all year, not a 500
+            start = end = None
         dst = int(get("dst_offset") or 0)
         if start is None or end is None or not dst:
             start = end = None

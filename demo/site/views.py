@@ -30,8 +30,12 @@ def visitor_id() -> str:
 
 
 def current_settings(s) -> dict:
-    eff = runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
-    return integrator.overlay(s, visitor_id(), eff, ctx().vault)   # + API token, webhook secret
+    base = runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
+    eff = integrator.overlay(s, visitor_id(), base, ctx().vault)   # + API token, webhook secret
+    if eff.get("api_token") and eff["api_token"] == base.get("api_token") \
+            and eff.get("api_url") != ctx().settings.get("api_url"):
+        eff["api_token"] = ""   # the configured API token goes only to the configured JSON API
+    return eff
 
 
 def public(eff: dict) -> dict:

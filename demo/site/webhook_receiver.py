@@ -48,6 +48,8 @@ def verify(secret: str, salt: str, signature: str, body: bytes) -> bool:
     if not (secret and salt and signature):
         return False
     given = signature.strip().lower()
+    if not _HEX64.fullmatch(given):      # also keeps non-ASCII text away from compare_digest
+        return False
     if hmac.compare_digest(sign(secret, salt, body), given):
         return True
     try:
@@ -55,6 +57,9 @@ def verify(secret: str, salt: str, signature: str, body: bytes) -> bool:
     except (ValueError, UnicodeDecodeError, RecursionError):
         return False
     return hmac.compare_digest(sign(secret, salt, again), given)
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def valid_receiver_id(receiver_id: str) -> bool:
@@ -117,7 +122,7 @@ def receive(s: Session, receiver_id: str, headers: Mapping[str, str], body: byte
     if verified:
         known = {uid for (uid,) in s.query(WebhookEvent.event_uid).filter(
             WebhookEvent.visitor_id == owner.visitor_id, WebhookEvent.verified.is_(True),
-            WebhookEvent.event_uid.in_([str(e.get("uid")) for e in events if e.get("uid") is not None]))}
+            WebhookEvent.event_uid.in_([_text(e.get("uid"), 64) for e in events if e.get("uid") is not None]))}
         for event in events:
             uid = _text(event.get("uid"), 64)
             if uid is not None and uid in known:
@@ -126,10 +131,11 @@ def receive(s: Session, receiver_id: str, headers: Mapping[str, str], body: byte
             s.add(_row(owner.visitor_id, event, True, "", now))
             stored += 1
     else:
-        for event in events or [{}]:
-            s.add(_row(owner.visitor_id, event, False, reason, now))
+        # one row per rejected delivery, however many events it claims: rejected posts are
+        # kept (to show what went wrong) but must not crowd out verified events
+        s.add(_row(owner.visitor_id, events[0] if events else {}, False, reason, now))
     s.flush()
-    _prune(s, owner.visitor_id)
+    _prune(s, owner.visitor_id, verified)
     return Outcome(200, stored=stored) if verified else outcome
 
 
@@ -168,10 +174,12 @@ def _row(visitor_id: str, event: dict, verified: bool, reason: str, now: datetim
         event=json.loads(json.dumps(kept, default=str)) if event else None)
 
 
-def _prune(s: Session, visitor_id: str) -> None:
-    """Keep the newest :data:`KEEP_PER_VISITOR` rows: a misconfigured sender cannot fill the disk."""
-    cutoff = (s.query(WebhookEvent.id).filter_by(visitor_id=visitor_id)
-              .order_by(WebhookEvent.id.desc()).offset(KEEP_PER_VISITOR).limit(1).scalar())
+def _prune(s: Session, visitor_id: str, verified: bool) -> None:
+    """Keep the newest :data:`KEEP_PER_VISITOR` verified rows and as many rejected ones, each
+    kind on its own: a misconfigured or hostile sender can neither fill the disk nor evict
+    the verified events."""
+    rows = s.query(WebhookEvent.id).filter_by(visitor_id=visitor_id, verified=verified)
+    cutoff = rows.order_by(WebhookEvent.id.desc()).offset(KEEP_PER_VISITOR).limit(1).scalar()
     if cutoff is not None:
-        s.query(WebhookEvent).filter(WebhookEvent.visitor_id == visitor_id, WebhookEvent.id <= cutoff) \
-            .delete(synchronize_session=False)
+        s.query(WebhookEvent).filter(WebhookEvent.visitor_id == visitor_id, WebhookEvent.verified.is_(verified),
+                                     WebhookEvent.id <= cutoff).delete(synchronize_session=False)
