@@ -173,3 +173,20 @@ def test_js_poller_updates_the_page_without_a_reload(live, visitor, waiting_run)
             assert errors == []
         finally:
             browser.close()
+
+
+def test_concurrent_polls_ask_the_custodian_once(visitor, waiting_run):
+    """Several tabs (or workers) polling one waiting run: only the one that claims the
+    attempt asks; the others answer from what is stored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    run_url, fake = waiting_run
+    cookies = visitor.http.cookies
+
+    def poll(_):
+        return requests.get(run_url + "/status.json", cookies=cookies, timeout=20).json()
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(poll, range(6)))
+    assert all(a["waiting"] for a in answers)
+    assert fake.calls == 1

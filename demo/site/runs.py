@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from ..config import SECRET_VISITOR_KEYS, VISITOR_KEYS
 from ..scope import ScopeError, build_scope, describe_function_block, parse_scope
-from ..storage import Vault, utcnow
+from ..storage import Database, Vault, utcnow
 from ..tokens import digest, mask, new_uid
 from . import client as gbc
 from .exchanges import Recorder
@@ -247,22 +248,41 @@ def waiting_for_data(run: Run) -> int | None:
     return max(0, int(run.error.get("retry_at", 0)) - int(time.time()))
 
 
-def refetch_if_due(run: Run, vault: Vault, timeout: float, rec: Recorder | None = None) -> bool:
+def refetch_if_due(db: Database, run_id: str, vault: Vault, timeout: float,
+                   recorder_for: Callable[[Run], Recorder]) -> bool:
     """Ask the custodian again once Retry-After has passed (the run page and its status poll call
-    this); True when it asked."""
-    if waiting_for_data(run) != 0 or not run.token_enc:
-        return False
-    token = json.loads(vault.decrypt(run.token_enc) or "{}")
-    if not token.get("access_token"):
-        return False
-    http = rec.session() if rec is not None else None
+    this); True when this call asked.
+
+    No database session is held across the HTTP calls (they may take ``timeout`` each), and of
+    several pollers of one run only one asks: it claims the attempt first by moving the retry
+    time on with a conditional UPDATE, and applies the answer in a new session afterwards."""
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        if run is None or waiting_for_data(run) != 0 or not run.token_enc:
+            return False
+        token = json.loads(vault.decrypt(run.token_enc) or "{}")
+        if not token.get("access_token"):
+            return False
+        claimed_error = {**run.error, "retry_at": int(time.time()) + int(timeout) + 5}
+        claimed = (s.query(Run).filter(Run.id == run_id, Run.updated == run.updated)
+                   .update({"error": claimed_error, "updated": utcnow()}, synchronize_session=False))
+        if claimed != 1:
+            return False
+        rec = recorder_for(run)
     try:
-        _fetched(run, gbc.fetch_authorization_and_meters(token, timeout=timeout, http=http), rec)
-    except gbc.NotReady as exc:
-        _not_ready(run, exc, rec)
-    except gbc.CustodianError as exc:
-        run.status = "error"
-        run.error = _masked({**exc.as_dict(), "exchange": _seq(rec)}, rec)
+        outcome: object = gbc.fetch_authorization_and_meters(token, timeout=timeout, http=rec.session())
+    except (gbc.NotReady, gbc.CustodianError) as exc:
+        outcome = exc
+    with db.session() as s:
+        run = s.get(Run, run_id)
+        run.error = claimed_error          # what _fetched's back-off reads
+        if isinstance(outcome, gbc.NotReady):
+            _not_ready(run, outcome, rec)
+        elif isinstance(outcome, gbc.CustodianError):
+            run.status = "error"
+            run.error = _masked({**outcome.as_dict(), "exchange": _seq(rec)}, rec)
+        else:
+            _fetched(run, outcome, rec)
     return True
 
 

@@ -9,7 +9,7 @@ from . import exchanges as ex_mod
 from . import runs as runs_mod
 from . import tools
 from .models import Exchange
-from .views import _timeout, _visitor_run, ctx, current_settings
+from .views import _timeout, _visitor_run, ctx, current_settings, refetch
 
 bp = Blueprint("site_tools", __name__)
 
@@ -47,9 +47,10 @@ def run_tool(run_id: str, name: str):
 def run_status(run_id: str):
     """For the run page's poller: asks the custodian again when Retry-After has passed."""
     with ctx().db.session() as s:
-        run = _visitor_run(s, run_id)
-        runs_mod.refetch_if_due(run, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
-        return runs_mod.status_json(run)
+        _visitor_run(s, run_id)
+    refetch(run_id)
+    with ctx().db.session() as s:
+        return runs_mod.status_json(_visitor_run(s, run_id))
 
 
 @bp.get("/runs/<run_id>/exchanges/<int:seq>/body")

@@ -147,11 +147,19 @@ def runs():
         return render_template("site/runs.html", runs=rows, nav_active="runs")
 
 
+def refetch(run_id: str) -> bool:
+    """Ask the custodian again when the run waits for data and Retry-After has passed."""
+    return runs_mod.refetch_if_due(ctx().db, run_id, ctx().vault, _timeout(),
+                                   lambda run: ex_mod.recorder(ctx(), run))
+
+
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str):
     with ctx().db.session() as s:
+        _visitor_run(s, run_id)                      # 404 for anyone else's run, before any call
+    refetch(run_id)
+    with ctx().db.session() as s:
         run = _visitor_run(s, run_id)
-        runs_mod.refetch_if_due(run, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
         rows = ex_mod.exchanges_for(s, run.id)
         return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
                                waiting=runs_mod.waiting_for_data(run),
