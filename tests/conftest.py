@@ -166,3 +166,23 @@ def visitor():
     v = Visitor()
     yield v
     v.http.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, once per test module (see tests/browsing.py)."""
+    from browsing import CHROMIUM, LAUNCH_ARGS, unavailable
+
+    if not CHROMIUM.exists():
+        unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # pragma: no cover - depends on the venv
+        unavailable(f"playwright is not installed: {exc}")
+    with sync_playwright() as p:
+        try:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
+        except Exception as exc:
+            unavailable(f"could not launch {CHROMIUM}: {exc}")
+        yield browser
+        browser.close()

@@ -5,74 +5,16 @@ Screenshots of each step go to $GBC_SCREENSHOTS (default test-artifacts/screensh
 Without /usr/bin/chromium the test is skipped, unless GBC_REQUIRE_BROWSER=1 (CI)."""
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
+from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
 
-CHROMIUM = Path("/usr/bin/chromium")
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = Path(os.environ.get("GBC_SCREENSHOTS") or REPO / "test-artifacts" / "screenshots")
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run"]
-TIMEOUT_MS = 15_000
 # A person reads each page before clicking on; a consent page that only works when the
 # click comes within the same second it was rendered is a bug this test must catch.
 READ_MS = 1_200
 
-# Turns CSP violations into console errors too (some are only reported as events).
-CSP_LISTENER = """
-document.addEventListener("securitypolicyviolation", function (e) {
-  console.error("Content Security Policy violation: " + e.violatedDirective + " blocked " +
-                (e.blockedURI || "inline") + " on " + document.location.href);
-});
-"""
-
 pytestmark = pytest.mark.browser
-
-
-def _unavailable(reason: str):
-    if os.environ.get("GBC_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"GBC_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError as exc:  # pragma: no cover - depends on the venv
-        _unavailable(f"playwright is not installed: {exc}")
-    with sync_playwright() as p:
-        try:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=LAUNCH_ARGS)
-        except Exception as exc:
-            _unavailable(f"could not launch {CHROMIUM}: {exc}")
-        yield browser
-        browser.close()
-
-
-class Problems:
-    """Console errors and uncaught page errors seen on any page of a context."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.page_errors: list[str] = []
-
-    def on_console(self, msg) -> None:
-        if msg.type == "error":
-            loc = msg.location or {}
-            self.errors.append(f"{msg.text} [{loc.get('url', '?')}]")
-
-    def on_page_error(self, exc) -> None:
-        self.page_errors.append(str(exc))
-
-    @property
-    def csp(self) -> list[str]:
-        return [e for e in self.errors if "Content Security Policy" in e or "Refused" in e]
 
 
 @pytest.fixture

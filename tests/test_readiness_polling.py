@@ -145,34 +145,27 @@ def test_no_meters_yet_backs_off_then_gives_up(monkeypatch):
 
 
 @pytest.mark.browser
-def test_js_poller_updates_the_page_without_a_reload(live, visitor, waiting_run):
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing")
-    from playwright.sync_api import sync_playwright
-
+def test_js_poller_updates_the_page_without_a_reload(live, visitor, waiting_run, browser):
     run_url, fake = waiting_run
     fake.left = 1                                     # one 202 is enough here
     cookies = [{"name": c.name, "value": c.value, "url": live.site_url} for c in visitor.http.cookies
                if c.name.startswith("gbc_site")]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            context = browser.new_context()
-            context.add_cookies(cookies)
-            page = context.new_page()
-            errors = []
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.goto(run_url)
-            assert "collecting data" in page.locator("#status").inner_text()
-            page.evaluate("window.__samePage = true")
-            # (a locator wait: wait_for_function would eval a string, which the CSP forbids)
-            page.locator("#status", has_text="Authorized.").wait_for(timeout=10_000)
-            assert page.evaluate("window.__samePage === true")       # updated in place, not reloaded
-            assert page.locator("#meters tbody tr").count() == 1
-            assert errors == []
-        finally:
-            browser.close()
+    context = browser.new_context()
+    try:
+        context.add_cookies(cookies)
+        page = context.new_page()
+        errors = []
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(run_url)
+        assert "collecting data" in page.locator("#status").inner_text()
+        page.evaluate("window.__samePage = true")
+        # (a locator wait: wait_for_function would eval a string, which the CSP forbids)
+        page.locator("#status", has_text="Authorized.").wait_for(timeout=10_000)
+        assert page.evaluate("window.__samePage === true")       # updated in place, not reloaded
+        assert page.locator("#meters tbody tr").count() == 1
+        assert errors == []
+    finally:
+        context.close()
 
 
 def test_concurrent_polls_ask_the_custodian_once(visitor, waiting_run):
