@@ -111,31 +111,32 @@ class PrologGuard:
     def done(self) -> bool:
         return self.root_tag is not None
 
-    def feed(self, data: bytes) -> str | None:
-        if self.root_tag is not None:
-            return self.root_tag
+    def _run(self, step) -> None:
+        """Feed or close the prolog parser, turning what it meets into our answer."""
         try:
-            for offset in range(0, len(data), _PROLOG_CHUNK):
-                self._parser.feed(data[offset:offset + _PROLOG_CHUNK])
+            step()
         except _DoctypeFound:
             raise EspiError(_DOCTYPE_REFUSED) from None
         except _RootReached as reached:
             self.root_tag = reached.tag
         except etree.XMLSyntaxError as exc:
             raise _not_xml(exc) from None
+
+    def feed(self, data: bytes) -> str | None:
+        if self.root_tag is not None:
+            return self.root_tag
+
+        def feed_all() -> None:
+            for offset in range(0, len(data), _PROLOG_CHUNK):
+                self._parser.feed(data[offset:offset + _PROLOG_CHUNK])
+
+        self._run(feed_all)
         return self.root_tag
 
     def close(self) -> str:
         """End of input: the root tag, or :class:`EspiError` if there never was a root element."""
         if self.root_tag is None:
-            try:
-                self._parser.close()
-            except _DoctypeFound:
-                raise EspiError(_DOCTYPE_REFUSED) from None
-            except _RootReached as reached:
-                self.root_tag = reached.tag
-            except etree.XMLSyntaxError as exc:
-                raise _not_xml(exc) from None
+            self._run(self._parser.close)
         if self.root_tag is None:
             raise EspiError("Not XML: the document has no root element")
         return self.root_tag

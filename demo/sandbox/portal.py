@@ -105,18 +105,24 @@ def lookup(s: Session, pending: PendingAuthorization, directory: CustomerDirecto
     """The customer typed how to find their account: None when found (on to the passcode),
     else what to tell them. Malformed input, nobody found and a customer this registration
     may not reach (sandbox mode) all leave the request where it is."""
-    try:
-        result = directory.find(lookup_type, value)
-    except LookupError_ as exc:
-        return str(exc)
-    if not result.found:
-        return result.message
+    result = _find(directory, lookup_type, value)
+    if isinstance(result, str):
+        return result
     client = client_of(s, pending)
     refusal = mode_refusal(client, result.customer, settings["utility"])
     if refusal:
         return refusal
     use_lookup(s, pending, result, lookup_type, settings, client.company_name if client else None)
     return None
+
+
+def _find(directory: CustomerDirectory, lookup_type: str, value: str) -> LookupResult | str:
+    """The found customer, or what to tell the person who typed ``value``."""
+    try:
+        result = directory.find(lookup_type, value)
+    except LookupError_ as exc:
+        return str(exc)
+    return result if result.found else result.message
 
 
 def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, lookup_type: str,
@@ -395,13 +401,11 @@ def is_self_service(pending: PendingAuthorization | None) -> bool:
 
 def self_service_lookup(s: Session, pending: PendingAuthorization, directory: CustomerDirectory, settings: dict,
                         lookup_type: str, value: str) -> str | None:
-    """None when found (on to the passcode), else what to tell the customer."""
-    try:
-        result = directory.find(lookup_type, value)
-    except LookupError_ as exc:
-        return str(exc)
-    if not result.found:
-        return result.message
+    """None when found (on to the passcode), else what to tell the customer. Unlike
+    :func:`lookup`, no registration's mode applies: customers manage their own authorizations."""
+    result = _find(directory, lookup_type, value)
+    if isinstance(result, str):
+        return result
     use_lookup(s, pending, result, lookup_type, settings, None)
     return None
 
