@@ -214,3 +214,35 @@ def test_end_choices_never_exceed_request(requested):
         assert v > NOW
         if requested != 0:
             assert v < requested
+
+
+def test_serve_decides_who_reads_an_authorization_and_when():
+    """resources.serve without Flask: own authorization only, active and unexpired, data once ready."""
+    from datetime import timedelta
+
+    from demo.sandbox.credentials import ACCESS, API, Credential
+    from demo.sandbox.models import AuthorizationRow, Base, ClientRow
+    from demo.sandbox.resources import NotServed, serve
+    from demo.storage import Database, utcnow
+
+    db = Database("sqlite://", Base.metadata)
+    now = utcnow()
+    with db.session() as s:
+        s.add(ClientRow(client_id="A", secret_hash="x", company_name="A"))
+        s.flush()
+        s.add(AuthorizationRow(uid="1", client_id="A", scenario="residential", account_number="1", scope="FB=4",
+                               history_start=0, authorized_start=0, authorized_end=0,
+                               ready_at=now + timedelta(seconds=30)))
+    never = lambda _account: None  # noqa: E731
+    with db.session() as s:
+        assert serve(s, Credential(ACCESS, "A", "1"), "1", never, now, data=False).uid == "1"
+        for cred in (Credential(ACCESS, "A", "2"), Credential(API, "B")):
+            with pytest.raises(NotServed) as info:
+                serve(s, cred, "1", never, now, data=False)
+            assert info.value.status == 404
+        with pytest.raises(NotServed) as info:
+            serve(s, Credential(API, "A"), "1", never, now, data=True)
+        assert info.value.status == 202 and 29 <= info.value.retry_after <= 30
+        s.get(AuthorizationRow, "1").status = 0
+        with pytest.raises(NotServed):
+            serve(s, Credential(API, "A"), "1", never, now, data=False)

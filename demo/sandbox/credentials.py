@@ -54,6 +54,21 @@ class CredentialError(Exception):
         self.description = description
 
 
+NAMES = {ACCESS: "an access_token", CLIENT: "a client_access_token", REGISTRATION: "a registration_access_token",
+         API: "an API token"}
+
+
+class WrongClass(Exception):
+    """403: a live token of a class this resource does not accept (reference §1.9)."""
+
+
+def require(cred: Credential, *kinds: str, what: str) -> None:
+    """Raise :class:`WrongClass`, saying which classes would do, unless ``cred`` is one of ``kinds``."""
+    if cred.kind not in kinds:
+        wanted = " or ".join(NAMES[k] for k in kinds)
+        raise WrongClass(f"{what} needs {wanted}; this is {NAMES[cred.kind]}.")
+
+
 def bearer_from_header(header: str | None) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive)."""
     if not header:

@@ -49,7 +49,18 @@ from flask import Blueprint, Response, abort, request
 from ..espi import build, stream
 from ..storage import utcnow
 from . import lifecycle, resources
-from .credentials import ACCESS, API, CLIENT, REGISTRATION, Credential, CredentialError, bearer_from_header, identify
+from .credentials import (
+    ACCESS,
+    API,
+    CLIENT,
+    REGISTRATION,
+    Credential,
+    CredentialError,
+    WrongClass,
+    bearer_from_header,
+    identify,
+    require,
+)
 from .models import AuthorizationRow, ClientRow
 from .oauth import ctx
 from .resources import RESOURCE_PATH, FilterError, Filters, Served
@@ -118,34 +129,24 @@ def _credential() -> Credential:
 
 
 def _require(cred: Credential, *kinds: str, what: str) -> None:
-    if cred.kind not in kinds:
-        names = {ACCESS: "an access_token", CLIENT: "a client_access_token", REGISTRATION:
-                 "a registration_access_token", API: "an API token"}
-        wanted = " or ".join(names[k] for k in kinds)
-        _fail(403, "insufficient_scope", f"{what} needs {wanted}; this is {names[cred.kind]}.", challenge=True)
+    try:
+        require(cred, *kinds, what=what)
+    except WrongClass as exc:
+        _fail(403, "insufficient_scope", str(exc), challenge=True)
 
 
 def _served(uid: str, *, data: bool) -> Served:
-    """The active authorization ``uid`` if this token may read it; 202 while its data is
-    being collected when ``data`` is asked for."""
+    """The active authorization ``uid`` if this token may read it (:func:`resources.serve`);
+    202 while its data is being collected when ``data`` is asked for."""
     cred = _credential()
     _require(cred, ACCESS, API, what="Customer data")
-    now = utcnow()
     with ctx().db.session() as s:
-        row = s.get(AuthorizationRow, uid) if len(uid) <= 64 else None
-        if row is None or row.client_id != cred.client_id:
+        try:
+            return resources.serve(s, cred, uid, ctx().directory.by_account, utcnow(), data=data)
+        except resources.NotServed as exc:
+            if exc.status == 202:
+                abort(Response(b"", status=202, headers={"Retry-After": str(exc.retry_after)}))
             _not_found()
-        if cred.kind == ACCESS and cred.authorization_uid != uid:
-            _not_found()
-        if row.status != 1 or lifecycle.is_expired(row, now):
-            _not_found()
-        if data:
-            wait = lifecycle.seconds_until_ready(row, now)
-            if wait > 0:
-                abort(Response(b"", status=202, headers={"Retry-After": str(wait)}))
-        customer = ctx().directory.by_account(row.account_number)
-        return resources.load(row, lifecycle.meters_of(s, uid), customer,
-                              int(now.replace(tzinfo=UTC).timestamp()))
 
 
 def _scope(granted: bool, what: str, block: int) -> None:

@@ -44,8 +44,8 @@ from ..espi.model import (
 from ..espi.stream import MeterReadingData, UsagePointData
 from ..lookup import Customer, Meter
 from ..scope import ScopeError, parse_scope
-from . import meterdata
-from .credentials import bulk_id
+from . import lifecycle, meterdata
+from .credentials import ACCESS, Credential, bulk_id
 from .lifecycle import ERRORED_BEHAVIOURS
 from .models import AuthorizationRow, ClientRow, MeterRow
 
@@ -77,16 +77,6 @@ def function_blocks(scope: str) -> frozenset[int]:
 def grants_customer_data(scope: str) -> bool:
     """FB 51 (retail customer; 46 is its legacy alias) in a granted scope."""
     return bool({46, 51} & function_blocks(scope))
-
-
-def grants_intervals(scope: str) -> bool:
-    """FB 4 (interval metering): MeterReading, ReadingType, IntervalBlock."""
-    return 4 in function_blocks(scope)
-
-
-def grants_usage_summary(scope: str) -> bool:
-    """FB 16 (usage summary with cost): UsageSummary (bills)."""
-    return 16 in function_blocks(scope)
 
 
 # ---------------------------------------------------------------- Authorization and UsagePoints
@@ -347,6 +337,35 @@ def authorization_window(row: AuthorizationRow, now: int) -> tuple[int, int] | N
         return None
     until = min(now, row.authorized_end) if row.authorized_end else now
     return meterdata.data_window(row.history_start, until)
+
+
+class NotServed(Exception):
+    """The request is answered with an error: ``status`` 404 (not yours, unknown, no longer
+    active) or 202 (``retry_after`` seconds until the data is collected)."""
+
+    def __init__(self, status: int, retry_after: int = 0) -> None:
+        super().__init__(status)
+        self.status = status
+        self.retry_after = retry_after
+
+
+def serve(s, cred: Credential, uid: str, customer_of, now: datetime, *, data: bool) -> Served:
+    """The authorization ``uid`` as ``cred`` may read it (an access token: only its own; an API
+    token: any of its client's), active and unexpired; with ``data``, only once collected.
+    ``customer_of(account_number)`` finds the directory customer. Raises :class:`NotServed`."""
+    row = s.get(AuthorizationRow, uid) if len(uid) <= 64 else None
+    if row is None or row.client_id != cred.client_id:
+        raise NotServed(404)
+    if cred.kind == ACCESS and cred.authorization_uid != uid:
+        raise NotServed(404)
+    if row.status != 1 or lifecycle.is_expired(row, now):
+        raise NotServed(404)
+    if data:
+        wait = lifecycle.seconds_until_ready(row, now)
+        if wait > 0:
+            raise NotServed(202, wait)
+    return load(row, lifecycle.meters_of(s, uid), customer_of(row.account_number),
+                int(now.replace(tzinfo=UTC).timestamp()))
 
 
 def load(row: AuthorizationRow, meters: list[MeterRow], customer: Customer | None, now: int) -> Served:
