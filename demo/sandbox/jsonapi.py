@@ -49,7 +49,7 @@ from ..lookup import Meter as DirectoryMeter
 from ..scope import parse_relative
 from . import lifecycle, meterdata
 from .models import AuthorizationRow, ClientRow, EventRow, FormRow, MeterRow
-from .resources import RESOURCE_PATH, service_meter
+from .resources import RESOURCE_PATH, authorization_window, service_meter
 
 API_PATH = "/api/v2"
 DOCS = "https://utilityapi.com/docs"
@@ -290,12 +290,7 @@ def data_window(authorization: AuthorizationRow, now: datetime) -> tuple[int, in
     """The authorization's collected data, or None while none is visible (see the module doc)."""
     if is_declined(authorization) or is_revoked(authorization) or not is_ready(authorization, now):
         return None
-    if authorization.behaviour in FAILURES:
-        return None
-    until = to_epoch(now)
-    if authorization.authorized_end:
-        until = min(until, authorization.authorized_end)
-    return meterdata.data_window(authorization.history_start, until)
+    return authorization_window(authorization, to_epoch(now))   # the same window ESPI serves
 
 
 def meter_data(view: View, authorization: AuthorizationRow, meter: MeterRow) -> MeterData:
