@@ -83,6 +83,27 @@ DEFAULTS: dict[str, Any] = {
     "sandbox_webhook_retry_window": 259200,  # ... for 72 hours
     "sandbox_webhook_poll": 1.0,             # how often the delivery thread looks for due events
     "sandbox_webhooks": True,                # run the delivery thread
+    # one-time passcode delivery for TEST_<scenario>_<contact> lookups (empty host / SID: recorded only)
+    "sandbox_smtp_host": "",
+    "sandbox_smtp_port": 587,
+    "sandbox_smtp_security": "starttls",     # "starttls", "tls" (implicit, port 465) or "none"
+    "sandbox_smtp_user": "",
+    "sandbox_smtp_password": "",             # secret
+    "sandbox_smtp_from": "",                 # e.g. "Peninsula Clean Energy <no-reply@example.com>"
+    "sandbox_twilio_account_sid": "",
+    "sandbox_twilio_auth_token": "",         # secret
+    "sandbox_twilio_from": "",               # an E.164 number (+15551234567) or a Messaging Service SID
+    "sandbox_twilio_api_url": "https://api.twilio.com",   # tests point this at a local endpoint
+    "sandbox_delivery_timeout": 10.0,        # seconds per SMTP or Twilio attempt
+    "sandbox_resend_interval": 30,           # seconds a customer waits before asking for another passcode
+    "sandbox_resend_max": 5,                 # passcodes per pending authorization per hour
+    # sales demos: presenter mode, branding, embedding, shareable preset links
+    "presenter": False,                      # presenter mode for every visitor (each may switch it)
+    "brand_logo": "",                        # an image file (relative to config/ or absolute)
+    "brand_accent": "",                      # "#rrggbb"
+    "brand_welcome": "",                     # a paragraph on the home page in presenter mode
+    "embed_origins": [],                     # origins that may frame both apps (frame-ancestors)
+    "preset_link_ttl": 604800,               # seconds a shared preset link stays valid (7 days)
 }
 
 #: Settings a visitor may change on the demo site's settings page.
@@ -105,6 +126,7 @@ VISITOR_KEYS = (
 SECRET_VISITOR_KEYS = ("client_secret", "api_token", "webhook_secret")
 
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+SMTP_SECURITY = ("starttls", "tls", "none")
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -153,6 +175,9 @@ def env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             key = name[len(ENV_PREFIX):].lower()
             if key in ("sandbox_clients",):
                 continue  # structured; only files can set it
+            if isinstance(DEFAULTS.get(key), list):
+                layer[key] = [item for item in re.split(r"[\s,]+", raw) if item]
+                continue
             layer[key] = _coerce(key, raw)
     return layer
 
@@ -216,6 +241,19 @@ def _validate(settings: dict[str, Any]) -> None:
             f"token_auth_method must be one of {', '.join(TOKEN_AUTH_METHODS)}, "
             f"got {settings['token_auth_method']!r}"
         )
+    if settings["sandbox_smtp_security"] not in SMTP_SECURITY:
+        raise ConfigError(f"sandbox_smtp_security must be one of {', '.join(SMTP_SECURITY)}, "
+                          f"got {settings['sandbox_smtp_security']!r}")
+    accent = settings["brand_accent"]
+    if accent and not (isinstance(accent, str) and re.fullmatch(r"#[0-9A-Fa-f]{6}", accent)):
+        raise ConfigError(f"brand_accent must be a colour like #0f6b6b, got {accent!r}")
+    origins = settings["embed_origins"]
+    if isinstance(origins, str):
+        origins = settings["embed_origins"] = [o for o in re.split(r"[\s,]+", origins) if o]
+    for value in origins:
+        if not (isinstance(value, str) and re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", value)):
+            raise ConfigError(f"embed_origins takes origins like https://www.example.com (scheme, host and "
+                              f"optional port, no path), got {value!r}")
     for key in ("site_port", "sandbox_port"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:

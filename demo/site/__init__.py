@@ -46,6 +46,10 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(tools_bp)
     from .meter_views import bp as meter_bp  # the meter page (one usage point of a run)
     app.register_blueprint(meter_bp)
+    from . import otp_views, presenter_views, share_views  # sales demos and manual OTP testing
+    app.register_blueprint(presenter_views.bp)
+    app.register_blueprint(share_views.bp)
+    app.register_blueprint(otp_views.bp)
 
     app.jinja_env.globals.update(describe_fb=describe_function_block, ts=format_ts, period=format_period)
     app.jinja_env.filters["urlencode_all"] = lambda value: quote(str(value), safe="")
