@@ -12,6 +12,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 
 from .config import ConfigError, load_config
 from .storage import SchemaOutdated
+from .web import insecure_embedding
 
 
 class PathOnlyRequestHandler(WSGIRequestHandler):
@@ -37,6 +38,13 @@ def build_servers(settings: dict):
                          serve(settings["sandbox_host"], int(settings["sandbox_port"]),
                                create_sandbox(settings))))
     return servers
+
+
+def startup_warnings(settings: dict) -> list[str]:
+    """What to tell the operator before serving: settings that cannot work as configured."""
+    return [f"warning: GBC_EMBED_ORIGINS is set, so the session cookies are Secure (SameSite=None; Partitioned, "
+            f"for the frame), but {url} is plain http on a host that is not loopback: browsers will drop "
+            f"those cookies and every form will fail. Serve it over https." for url in insecure_embedding(settings)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for name, url, _server in servers:
         print(f"{name}: {url}", flush=True)
+    if settings["embed_origins"]:
+        print(f"Pages that may frame both apps: {', '.join(settings['embed_origins'])}", flush=True)
+    for warning in startup_warnings(settings):
+        print(warning, file=sys.stderr, flush=True)
     if not settings["sandbox"]:
         print(f"(sandbox not started; authorize URL is {settings['authorize_url']})", flush=True)
     print("Press Ctrl+C to stop.", flush=True)

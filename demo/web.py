@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 from datetime import timedelta
@@ -40,6 +41,55 @@ def allow_form_action(*urls: str) -> None:
             extra.append(o)
 
 
+def embedding(settings: dict) -> bool:
+    """Whether other sites may frame the apps (``embed_origins`` is set)."""
+    return bool(settings.get("embed_origins"))
+
+
+def frame_ancestors(settings: dict) -> str:
+    """The CSP ``frame-ancestors`` source list: the allowed origins, or ``'none'``."""
+    return " ".join(settings.get("embed_origins") or []) or "'none'"
+
+
+def insecure_embedding(settings: dict) -> list[str]:
+    """With embedding on, the public URLs whose Secure cookies browsers will drop: plain http
+    on a host that is not loopback (http://127.0.0.1 and http://localhost are trusted)."""
+    if not embedding(settings):
+        return []
+    urls = [settings["site_url"]] + ([settings["sandbox_url"]] if settings.get("sandbox") else [])
+    return [u for u in urls if urlsplit(u).scheme == "http" and not _loopback(urlsplit(u).hostname or "")]
+
+
+def _loopback(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def session_cookie_config(settings: dict, public_url: str) -> dict:
+    """Session cookie attributes.
+
+    Default: ``SameSite=Lax`` (the OAuth callback is a cross-site top-level GET; Strict would
+    break it), ``Secure`` over https. With embedding on, the page that frames the app is usually
+    another site, so the cookie is third-party there: Lax cookies are not sent, ``SameSite=None``
+    without Secure is refused, and Debian's Chromium 156 (tests/test_embed.py) kept no
+    unpartitioned third-party cookie either, as browsers blocking third-party cookies do. What
+    works is ``SameSite=None; Secure; Partitioned`` (CHIPS): one cookie per top-level site, so
+    the framed flow (site, sandbox and back, all in the frame) keeps its own session. Browsers
+    accept Secure cookies from https and from loopback over plain http (http://127.0.0.1,
+    http://localhost), not from other http hosts.
+    """
+    if embedding(settings):
+        return {"SESSION_COOKIE_SAMESITE": "None", "SESSION_COOKIE_SECURE": True,
+                "SESSION_COOKIE_PARTITIONED": True}
+    return {"SESSION_COOKIE_SAMESITE": "Lax", "SESSION_COOKIE_SECURE": public_url.startswith("https://"),
+            "SESSION_COOKIE_PARTITIONED": False}
+
+
 def make_app(import_name: str, settings: dict, *, role: str, error_template: str) -> Flask:
     app = Flask(
         import_name,
@@ -56,13 +106,13 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
         # ignore ports, so each application needs its own cookie name.
         SESSION_COOKIE_NAME=f"gbc_{role}_session",
         SESSION_COOKIE_HTTPONLY=True,
-        # Lax, not Strict: the OAuth callback is a cross-site top-level GET.
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=public_url.startswith("https://"),
+        **session_cookie_config(settings, public_url),
         PERMANENT_SESSION_LIFETIME=timedelta(hours=12),
         MAX_CONTENT_LENGTH=1024 * 1024,
         WTF_CSRF_TIME_LIMIT=3600,
-        WTF_CSRF_SSL_STRICT=True,
+        # Flask-WTF's extra https check wants a same-origin Referer, which Referrer-Policy: no-referrer
+        # (below) stops browsers from sending: every POST over https failed. The token check stays.
+        WTF_CSRF_SSL_STRICT=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
     csrf.init_app(app)
@@ -73,18 +123,24 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
     if authlib_log.level < logging.INFO:   # NOTSET (0) would inherit DEBUG from the root
         authlib_log.setLevel(logging.INFO)
 
+    ancestors = frame_ancestors(settings)
+    embeddable = embedding(settings)
+
     @app.after_request
     def security_headers(response):
         form_action = " ".join(["'self'", *g.get("form_action", [])])
         response.headers.setdefault(
             "Content-Security-Policy",
             "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            f"connect-src 'self'; form-action {form_action}; frame-ancestors 'none'; "
+            f"connect-src 'self'; form-action {form_action}; frame-ancestors {ancestors}; "
             "base-uri 'none'; object-src 'none'",
         )
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
+        if not embeddable:
+            # X-Frame-Options has no allow-list (ALLOW-FROM is gone): with embedding on it would
+            # refuse every frame, so frame-ancestors alone decides then
+            response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if request.is_secure:
@@ -96,6 +152,14 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
+        if embeddable and request.headers.get("Sec-Fetch-Dest") == "iframe" \
+                and app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            # framed, and the browser sent no session cookie: it blocks this site's cookies here
+            return render_template(
+                error_template, code=400, title="Your browser blocked this demo's cookie in the frame",
+                message="This page is shown inside another site, and your browser does not keep cookies for "
+                        "framed sites (Safari, and any browser set to block third-party cookies). Open the "
+                        f"demo in its own tab instead: {public_url}"), 400
         return render_template(error_template, code=400, title="This form has expired",
                                message="The form was missing its security token or it had expired. "
                                        "Go back, reload the page and try again."), 400
