@@ -101,8 +101,10 @@ def test_configured_secrets_go_only_to_configured_endpoints():
     vault = Vault("k" * 32)
     moved = VisitorSettings(visitor_id="v", values={"token_url": "https://elsewhere.example/oauth/token"})
     assert effective_settings(settings, moved, vault)["client_secret"] == ""
-    same = VisitorSettings(visitor_id="v", values={"client_id": "mine"})
+    same = VisitorSettings(visitor_id="v", values={"client_id": settings["client_id"], "scope": "FB=4"})
     assert effective_settings(settings, same, vault)["client_secret"] == "operator-secret-123456"
     own = VisitorSettings(visitor_id="v", values={"token_url": "https://elsewhere.example/oauth/token"},
                           client_secret_enc=vault.encrypt("visitor-own-secret"))
     assert effective_settings(settings, own, vault)["client_secret"] == "visitor-own-secret"
+    other_client = VisitorSettings(visitor_id="v", values={"client_id": "PCE_livedemo1"})
+    assert effective_settings(settings, other_client, vault)["client_secret"] == ""

@@ -30,9 +30,9 @@ def effective_settings(settings: dict, row: VisitorSettings | None, vault: Vault
         secret = vault.decrypt(row.client_secret_enc)
         if secret is not None:
             eff["client_secret"] = secret
-        elif eff["token_url"] != settings["token_url"]:
-            # the configured secret goes only to the configured token endpoint, never to one a
-            # visitor typed: with another endpoint, the visitor brings their own secret
+        elif eff["token_url"] != settings["token_url"] or eff["client_id"] != settings["client_id"]:
+            # the configured secret belongs to the configured client at the configured token
+            # endpoint: for another endpoint or another client, the visitor brings their own secret
             eff["client_secret"] = ""
     eff["customised"] = row is not None and bool(row.values or row.client_secret_enc)
     return eff
