@@ -126,6 +126,8 @@ class Contact:
         if self.channel == "email":
             name, _, domain = self.address.partition("@")
             return f"{name[:1]}•••@{domain}"
+        if self.address.startswith("+"):
+            return f"+{self.address[1:3]}•••{self.address[-4:]}"
         return f"(•••) •••-{self.address[-4:]}"
 
 
@@ -218,10 +220,23 @@ class CustomerDirectory:
         if "@" in contact_text:
             contact = Contact("email", normalise_email(contact_text))
         else:
-            contact = Contact("sms", normalise_phone(contact_text))
+            contact = Contact("sms", _test_phone(contact_text))
         # badlogin still sends the passcode (that is what is being tested); the
         # customer is then not found once the code is verified.
         return LookupResult(customer, contact=contact, test_contact=True)
+
+
+def _test_phone(value: str) -> str:
+    """A TEST_ lookup's phone: US numbers as their 10 digits (as customers' numbers are
+    matched), any other country as E.164 (``+44 20 7946 0958`` -> ``+442079460958``)."""
+    text = value.strip()
+    digits = re.sub(r"\D", "", text)
+    if text.startswith("+") and not digits.startswith("1"):
+        if not re.fullmatch(r"\+[\d\s().-]+", text) or not 8 <= len(digits) <= 15 or digits.startswith("0"):
+            raise LookupError_("An international phone number is + then the country code and the number, "
+                               "8 to 15 digits, like +44 20 7946 0958.")
+        return "+" + digits
+    return normalise_phone(text)
 
 
 def _contact_on_file(customer: Customer, lookup_type: str) -> Contact:

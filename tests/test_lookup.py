@@ -275,6 +275,20 @@ def test_test_lookup_phone_is_normalised(directory):
     assert result.contact == Contact("sms", "5551234567")
 
 
+def test_test_lookup_international_phone_is_e164(directory):
+    result = directory.find("phone", "TEST_residential_+44 20 7946 0958")
+    assert result.customer.scenario == "residential"
+    assert result.contact == Contact("sms", "+442079460958")
+    assert result.contact.masked == "+44•••0958"
+
+
+@pytest.mark.parametrize("value", ["TEST_residential_+44 20", "TEST_residential_+0 20 7946 0958",
+                                   "TEST_residential_+44 20 7946 0958 x12"])
+def test_test_lookup_bad_international_phone(directory, value):
+    with pytest.raises(LookupError_, match="international phone number"):
+        directory.find("phone", value)
+
+
 def test_test_lookup_with_email_case_insensitive_prefix(directory):
     result = directory.find("email", "test_commercial_QA@Example.com")
     assert result.found

@@ -69,17 +69,11 @@ def test_e164_numbers_of_other_countries(typed, normalised):
     assert parse_scope(built.scope).lookup == ("phone", built.lookup_value)
 
 
-def test_a_contact_the_sandbox_cannot_read_is_refused_with_its_reason():
-    # demo.lookup reads only US numbers today: checked against the embedded sandbox, the page says so
-    try:
-        built = build("residential", "+44 20 7946 0958", BLOCKS, SCENARIOS, DIRECTORY)
-    except OtpTestError as exc:
-        assert set(exc.errors) == {"contact"}
-        assert "embedded sandbox cannot read this phone" in exc.errors["contact"]
-        assert "email address" in exc.errors["contact"]
-    else:   # once the sandbox reads E.164, the round trip must hold
-        result = DIRECTORY.find("phone", built.lookup_value)
-        assert result.contact.address == "+442079460958"
+def test_an_international_phone_round_trips_through_the_sandbox_lookup():
+    built = build("residential", "+44 20 7946 0958", BLOCKS, SCENARIOS, DIRECTORY)
+    result = DIRECTORY.find("phone", built.lookup_value)
+    assert result.customer.scenario == "residential"
+    assert result.contact.channel == "sms" and result.contact.address == "+442079460958"
 
 
 @pytest.mark.parametrize("typed,message", [

@@ -4,15 +4,14 @@ Thin: :mod:`.otp_test` checks the input and builds the lookup and scope; the run
 home page's Connect starts one (:func:`.runs.start_run`, :func:`.runs.note_authorize`)."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, render_template, request
 
 from ..lookup import CustomerDirectory
 from ..web import allow_form_action, origin
-from . import exchanges as ex_mod
 from . import otp_test
 from . import runs as runs_mod
 from .otp_forms import OtpTestForm
-from .views import ctx, current_settings, public, visitor_id
+from .views import ctx, current_settings, public, send_to_custodian, visitor_id
 
 bp = Blueprint("otp_test", __name__)
 
@@ -65,14 +64,6 @@ def _render(eff: dict, form: OtpTestForm, target: dict, built: otp_test.OtpLooku
                            nav_active="otp-test"), status
 
 
-def _to_custodian(eff: dict, run_id: str, url: str):
-    """After the run is stored (the recorder writes in its own transaction), as the home page's
-    Connect: note the authorization request and send the browser there."""
-    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [eff["client_secret"]]), url)
-    allow_form_action(eff["authorize_url"])
-    return redirect(url, 303)
-
-
 @bp.route("/otp-test", methods=["GET", "POST"])
 def builder():
     with ctx().db.session() as s:
@@ -90,7 +81,7 @@ def builder():
         run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, built.scope, built.lookup,
                                       float(ctx().settings["http_timeout"]))
         run_id = run.id
-    return _to_custodian(eff, run_id, url)
+    return send_to_custodian(eff, run_id, url)
 
 
 @bp.get("/otp-test/preview.json")

@@ -107,9 +107,14 @@ def connect():
             return _render_home(eff, form, review, 400)
         run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, review["scope"],
                                       review["parsed"].lookup, _timeout())
-        run_id, secret = run.id, eff["client_secret"]
-    # after the commit: the recorder writes in its own transaction
-    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [secret]), url)
+        run_id = run.id
+    return send_to_custodian(eff, run_id, url)
+
+
+def send_to_custodian(eff: dict, run_id: str, url: str):
+    """After the run is stored (the recorder writes in its own transaction): note the
+    authorization request on the run and send the browser to the custodian."""
+    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [eff["client_secret"]]), url)
     allow_form_action(eff["authorize_url"])
     return redirect(url, 303)
 
