@@ -90,6 +90,7 @@ DEFAULTS: dict[str, Any] = {
     "sandbox_smtp_user": "",
     "sandbox_smtp_password": "",             # secret
     "sandbox_smtp_from": "",                 # e.g. "Peninsula Clean Energy <no-reply@example.com>"
+    "sandbox_smtp_ca_file": "",              # an extra CA bundle (PEM) to trust, e.g. a local test server's
     "sandbox_twilio_account_sid": "",
     "sandbox_twilio_auth_token": "",         # secret
     "sandbox_twilio_from": "",               # an E.164 number (+15551234567) or a Messaging Service SID
@@ -127,6 +128,8 @@ SECRET_VISITOR_KEYS = ("client_secret", "api_token", "webhook_secret")
 
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SMTP_SECURITY = ("starttls", "tls", "none")
+#: an origin for embed_origins: scheme, host (name or [IPv6]) and optional port, nothing else
+_ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
@@ -251,7 +254,7 @@ def _validate(settings: dict[str, Any]) -> None:
     if isinstance(origins, str):
         origins = settings["embed_origins"] = [o for o in re.split(r"[\s,]+", origins) if o]
     for value in origins:
-        if not (isinstance(value, str) and re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?", value)):
+        if not (isinstance(value, str) and _ORIGIN.fullmatch(value)):
             raise ConfigError(f"embed_origins takes origins like https://www.example.com (scheme, host and "
                               f"optional port, no path), got {value!r}")
     for key in ("site_port", "sandbox_port"):
