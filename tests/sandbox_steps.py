@@ -17,9 +17,10 @@ REAL_COMMERCIAL_EMAIL = "billing.bayshorehardware@example.com"
 
 
 @contextmanager
-def servers(tmp, clients: list[dict]):
-    """Both apps on loopback with these registered clients (placeholders like {site_url} work)."""
-    live, started = start_servers(tmp, sandbox_clients=clients)
+def servers(tmp, clients: list[dict], **overrides):
+    """Both apps on loopback with these registered clients (placeholders like {site_url} work)
+    and any other configuration ``overrides``."""
+    live, started = start_servers(tmp, sandbox_clients=clients, **overrides)
     try:
         yield live
     finally:
@@ -48,13 +49,21 @@ def lookup(visitor, page: Page, method: str, value: str, action: str = "/authori
     return page.form(action).set("method", method).set("value", value).submit(visitor)
 
 
+def outbox_rows(visitor, live, **filters) -> list[list[str]]:
+    """The outbox's rows (newest first) as cell texts, with optional GET filters."""
+    page = visitor.get(live.sandbox_url + "/outbox", params=filters)
+    assert page.status == 200, page.body_text[:300]
+    return [[" ".join(td.text_content().split()) for td in row.findall("td")]
+            for row in page.doc.cssselect("table.outbox tbody tr")]
+
+
 def outbox_code(visitor, live, to: str) -> str:
-    """The newest passcode the sandbox "sent" to ``to`` (its outbox page)."""
-    page = visitor.get(live.sandbox_url + "/outbox")
-    for row in page.doc.cssselect("table.outbox tbody tr"):
-        cells = [" ".join(td.text_content().split()) for td in row.findall("td")]
-        if cells[1] == to:
-            return re.search(r": (\d{6}) is your passcode", cells[4]).group(1)
+    """The newest passcode the sandbox sent to ``to`` (its outbox page, filtered with ``?to=``).
+    Phones are shown as sent (E.164): ``6505550100`` matches ``+16505550100``."""
+    wanted = {to, "+1" + re.sub(r"\D", "", to)[-10:]}
+    for cells in outbox_rows(visitor, live, to=to):
+        if cells[1] in wanted:
+            return re.search(r"\b(\d{6}) is your", cells[4]).group(1)
     raise AssertionError(f"no passcode sent to {to}")
 
 

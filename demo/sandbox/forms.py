@@ -2,6 +2,7 @@
 every form carries a CSRF token)."""
 from flask_wtf import FlaskForm
 from wtforms import (
+    BooleanField,
     PasswordField,
     RadioField,
     SelectField,
@@ -15,6 +16,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 from ..lookup import LOOKUP_LABELS
+from .delivery import RESULTS
 from .lifecycle import EVENT_TYPES
 
 
@@ -38,6 +40,22 @@ class OtpForm(FlaskForm):
 
 class ResendForm(FlaskForm):
     submit = SubmitField("Send a new passcode")
+
+
+class OutboxFilterForm(FlaskForm):
+    """The outbox's filters: a GET form (read-only, so no CSRF token), bound to the query
+    string so ``/outbox?to=<contact>`` works as a link. Scenario choices come from the view."""
+
+    class Meta:
+        csrf = False
+
+    channel = SelectField("Channel", choices=[SelectChoice("", "Any"), SelectChoice("email", "Email"),
+                                              SelectChoice("sms", "SMS")], default="")
+    to = StringField("To", validators=[Optional(), Length(max=320, message="That is too long to be a contact.")])
+    scenario = SelectField("Scenario", default="")
+    result = SelectField("Result", default="",
+                         choices=[SelectChoice("", "Any")] + [SelectChoice(k, v) for k, v in RESULTS.items()])
+    mine = BooleanField("Only this browser's messages")
 
 
 class ConsentForm(FlaskForm):

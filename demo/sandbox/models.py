@@ -58,6 +58,15 @@ class PendingAuthorization(Base):
     otp_expires: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     otp_attempts: Mapped[int] = mapped_column(Integer, default=0)
     notice: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: TEST_<scenario>_<contact>: the passcode really goes out (SMTP / Twilio)
+    deliver: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: when each passcode of the last hour was issued (epoch seconds): the resend limits
+    otp_sent: Mapped[list] = mapped_column(JSON, default=list)
+    #: the last passcode's delivery result and detail (see delivery.RESULTS)
+    otp_delivery: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    otp_delivery_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: SHA-256 of the sandbox browser session's random id (its outbox messages carry it)
+    browser_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuthorizationRow(Base):
@@ -222,13 +231,22 @@ class FormRow(Base):
 
 
 class OutboxMessage(Base):
-    """Every one-time passcode message the sandbox would send (TEST_<scenario>_<contact>)."""
+    """Every one-time passcode message the sandbox sends (TEST_<scenario>_<contact>) or
+    only records (the fictional real customers), with what became of it."""
 
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     channel: Mapped[str] = mapped_column(String(8))
     to: Mapped[str] = mapped_column(String(320))
     scenario: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200), default="")
     text: Mapped[str] = mapped_column(Text)
-    delivery: Mapped[str] = mapped_column(String(200), default="recorded (not delivered)")
+    #: queued | sending | delivered | failed | recorded | not_sent (delivery.RESULTS)
+    delivery: Mapped[str] = mapped_column(String(200), default="queued")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    #: the pending authorization (or My authorizations sign-in) that asked for it
+    pending_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    #: SHA-256 of the random id of the sandbox browser session that caused it
+    browser_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)

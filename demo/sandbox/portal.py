@@ -7,18 +7,21 @@ registration can only receive data from PCE test accounts.
 """
 from __future__ import annotations
 
+import math
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from ..lookup import LOOKUP_LABELS, NOT_FOUND, Contact, Customer, CustomerDirectory, LookupError_, LookupResult
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, Scope, ScopeError, parse_scope
-from ..storage import utcnow
+from ..storage import Database, utcnow
 from ..tokens import digest, new_otp, new_uid, same
-from . import custodian, lifecycle
+from . import custodian, delivery, lifecycle
 from .models import AuthorizationCodeRow, AuthorizationRow, ClientRow, OutboxMessage, PendingAuthorization
 from .resources import service_meter
 
@@ -47,12 +50,14 @@ def mode_refusal(client: ClientRow | None, customer: Customer | None, utility: s
             "accounts. Nothing was shared.")
 
 
-def begin(s: Session, client_id: str, request_args: dict) -> PendingAuthorization:
-    """A new pending authorization; abandoned ones and expired codes are cleared on the way."""
+def begin(s: Session, client_id: str, request_args: dict, browser_hash: str | None = None) -> PendingAuthorization:
+    """A new pending authorization; abandoned ones and expired codes are cleared on the way.
+    ``browser_hash`` names the browser session, so its outbox messages can be told apart."""
     cutoff = utcnow() - PENDING_LIFETIME
     s.query(PendingAuthorization).filter(PendingAuthorization.created < cutoff).delete()
     s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < utcnow()).delete()
-    pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args))
+    pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args),
+                                   browser_hash=browser_hash)
     s.add(pending)
     return pending
 
@@ -134,34 +139,200 @@ def use_lookup(s: Session, pending: PendingAuthorization, result: LookupResult, 
     pending.lookup_type = lookup_type
     pending.contact_channel = result.contact.channel
     pending.contact_address = result.contact.address
-    # TEST_<scenario>_<contact> and real customers get a (recorded) message; PCE's test
-    # identifiers see the passcode on the page instead
+    # TEST_<scenario>_<contact> and real customers get a message in the outbox; PCE's test
+    # identifiers see the passcode on the page instead. Only TEST_<scenario>_<contact>
+    # is really delivered: the real customers are fictional.
     pending.test_contact = result.test_contact or not result.customer.test
+    pending.deliver = result.test_contact
     pending.notice = None
     issue_otp(s, pending, settings, company_name)
 
 
-def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company_name: str | None) -> None:
-    """A new passcode: shown on the page for test identifiers, recorded in the
-    outbox for ``TEST_<scenario>_<contact>`` and real customers (real delivery comes
-    later). Without a company it is a "My authorizations" sign-in."""
+def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company_name: str | None,
+              now: float | None = None) -> None:
+    """A new passcode: shown on the page for test identifiers, recorded in the outbox for
+    ``TEST_<scenario>_<contact>`` (queued for delivery: :func:`deliver_queued` sends it once
+    this transaction is committed) and for the fictional real customers (never sent).
+    Without a company it is a "My authorizations" sign-in."""
+    now = time.time() if now is None else now
     code = new_otp()
     pending.stage = "otp"
     pending.otp_hash = digest(pending.id + ":" + code)
     pending.otp_expires = utcnow() + timedelta(seconds=int(settings["sandbox_otp_ttl"]))
     pending.otp_attempts = 0
+    pending.otp_sent = [t for t in (pending.otp_sent or []) if t > now - HOUR] + [now]
+    pending.otp_delivery = pending.otp_delivery_detail = None
     if pending.test_contact:
         pending.otp_shown = None
-        minutes = int(settings["sandbox_otp_ttl"]) // 60
+        minutes = max(1, int(settings["sandbox_otp_ttl"]) // 60)
         utility = settings["utility_name"]
-        purpose = (f"to share your energy data with {company_name}" if company_name
-                   else "to see and manage who you share your energy data with")
-        text = (f"{utility}: {code} is your passcode {purpose}. "
-                f"It expires in {minutes} minutes. If you didn't ask for this, ignore this message.")
+        if pending.contact_channel == "sms":
+            subject, text = "", delivery.sms_text(utility, code, minutes, company_name)
+        else:
+            subject = delivery.email_subject(utility)
+            text = delivery.email_text(utility, code, minutes, company_name)
+        # a passcode still waiting to go out is replaced by this one
+        (s.query(OutboxMessage).filter_by(pending_id=pending.id, delivery=delivery.QUEUED)
+         .update({"delivery": delivery.NOT_SENT, "detail": "not sent: replaced by a newer passcode"},
+                 synchronize_session=False))
+        if pending.deliver:
+            result, detail = delivery.QUEUED, ""
+        else:
+            result, detail = delivery.NOT_SENT, "not sent: fictional customer"
         s.add(OutboxMessage(channel=pending.contact_channel, to=pending.contact_address,
-                            scenario=pending.scenario or "", text=text))
+                            scenario=pending.scenario or "", subject=subject, text=text,
+                            delivery=result, detail=detail, pending_id=pending.id,
+                            browser_hash=pending.browser_hash))
+        pending.otp_delivery, pending.otp_delivery_detail = result, detail
     else:
         pending.otp_shown = code if settings["sandbox_show_test_otp"] else None
+
+
+# ---- delivery, outside any transaction ---------------------------------------------------
+
+def claim_queued(s: Session, pending_id: str) -> list[tuple[int, delivery.Message]]:
+    """The pending authorization's messages waiting to go out, marked as being sent (a
+    conditional update, so two requests never send the same message)."""
+    claimed = []
+    rows = (s.query(OutboxMessage.id, OutboxMessage.channel, OutboxMessage.to, OutboxMessage.text,
+                    OutboxMessage.subject)
+            .filter_by(pending_id=pending_id, delivery=delivery.QUEUED).order_by(OutboxMessage.id).all())
+    for row in rows:
+        taken = (s.query(OutboxMessage).filter_by(id=row.id, delivery=delivery.QUEUED)
+                 .update({"delivery": delivery.SENDING}, synchronize_session=False))
+        if taken:
+            claimed.append((row.id, delivery.Message(row.channel, row.to, row.text, row.subject)))
+    return claimed
+
+
+def record_delivery(s: Session, outbox_id: int, pending_id: str, result: delivery.Result) -> None:
+    """Store what became of a message; the passcode page shows it while it is the newest one."""
+    row = s.get(OutboxMessage, outbox_id)
+    if row is not None:
+        row.delivery, row.detail, row.delivered_at = result.status, result.detail, utcnow()
+    newest = s.query(func.max(OutboxMessage.id)).filter_by(pending_id=pending_id).scalar()
+    pending = s.get(PendingAuthorization, pending_id)
+    if pending is not None and newest == outbox_id:
+        pending.otp_delivery, pending.otp_delivery_detail = result.status, result.detail
+
+
+def deliver_queued(db: Database, settings: dict, pending_id: str) -> list[delivery.Result]:
+    """Send what :func:`issue_otp` queued. Call it after the transaction that issued the
+    passcode is committed: no transaction stays open while SMTP or Twilio answers
+    (each attempt is bounded by ``sandbox_delivery_timeout``)."""
+    with db.session() as s:
+        jobs = claim_queued(s, pending_id)
+    results = []
+    for outbox_id, message in jobs:
+        result = delivery.deliver(settings, message)
+        with db.session() as s:
+            record_delivery(s, outbox_id, pending_id, result)
+        results.append(result)
+    return results
+
+
+def delivery_problem(pending: PendingAuthorization) -> str | None:
+    """What the passcode page says when the newest passcode could not be sent."""
+    if pending.otp_delivery != delivery.FAILED or not pending.contact_address:
+        return None
+    to = delivery.shown_to(pending.contact_channel or "", pending.contact_address)
+    reason = (pending.otp_delivery_detail or "unknown error").rstrip(".")
+    return f"We couldn't send the passcode to {to}: {reason}. You can ask for a new one."
+
+
+# ---- resend limits ---------------------------------------------------------------------------
+
+HOUR = 3600
+
+
+@dataclass(frozen=True)
+class Wait:
+    """How long before another passcode may be sent; ``seconds`` 0: now."""
+
+    seconds: int = 0
+    message: str = ""
+
+    def __bool__(self) -> bool:
+        return self.seconds > 0
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minutes"
+
+
+def resend_wait(pending: PendingAuthorization, settings: dict, now: float | None = None,
+                interval: bool = True) -> Wait:
+    """The per-pending-authorization limits: ``sandbox_resend_interval`` seconds between
+    passcodes (``interval=False`` skips it: a new lookup may go to another contact) and at
+    most ``sandbox_resend_max`` passcodes an hour."""
+    now = time.time() if now is None else now
+    sent = sorted(t for t in (pending.otp_sent or []) if t > now - HOUR)
+    gap = int(settings["sandbox_resend_interval"])
+    most = int(settings["sandbox_resend_max"])
+    if most > 0 and len(sent) >= most:
+        seconds = math.ceil(sent[-most] + HOUR - now)
+        if seconds > 0:
+            return Wait(seconds, f"You've asked for {len(sent)} passcodes in the last hour. "
+                                 f"You can ask for a new one in {_duration(seconds)}.")
+    if interval and sent and gap > 0:
+        seconds = math.ceil(sent[-1] + gap - now)
+        if seconds > 0:
+            return Wait(seconds, f"A passcode was just sent. You can ask for a new one in {_duration(seconds)}.")
+    return Wait()
+
+
+# ---- the outbox ------------------------------------------------------------------------------
+
+OUTBOX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class OutboxFilter:
+    channel: str = ""
+    to: str = ""
+    scenario: str = ""
+    result: str = ""
+    #: only this browser's messages: its hash, or "" for a browser that has none
+    browser_hash: str | None = None
+
+
+def _to_needle(to: str) -> str:
+    """What to look for in the outbox's ``to``: phones are stored as 10 digits, so a
+    number typed any way (``(650) 555-0100``, ``+1 650…``) is reduced to its digits."""
+    to = to.strip().lower()
+    if re.fullmatch(r"[\d\s()+.\-]+", to):
+        digits = re.sub(r"\D", "", to)
+        if len(digits) == 11 and digits.startswith("1"):
+            digits = digits[1:]
+        return digits or to
+    return to
+
+
+def outbox_messages(s: Session, wanted: OutboxFilter, limit: int = OUTBOX_LIMIT) -> tuple[list[OutboxMessage], int]:
+    """The messages matching ``wanted``, newest first (at most ``limit``), and how many match."""
+    query = s.query(OutboxMessage)
+    if wanted.channel:
+        query = query.filter(OutboxMessage.channel == wanted.channel)
+    if wanted.to.strip():
+        query = query.filter(func.lower(OutboxMessage.to).contains(_to_needle(wanted.to), autoescape=True))
+    if wanted.scenario:
+        query = query.filter(OutboxMessage.scenario == wanted.scenario)
+    if wanted.result:
+        query = query.filter(OutboxMessage.delivery == wanted.result)
+    if wanted.browser_hash is not None:
+        query = query.filter(OutboxMessage.browser_hash == (wanted.browser_hash or None))
+    total = query.count()
+    return query.order_by(OutboxMessage.id.desc()).limit(limit).all(), total
+
+
+def clear_outbox(s: Session, browser_hash: str) -> int:
+    """Delete this browser's messages (the visitor's reset); another browser's stay."""
+    if not browser_hash:
+        return 0
+    return s.query(OutboxMessage).filter_by(browser_hash=browser_hash).delete(synchronize_session=False)
 
 
 @dataclass(frozen=True)
@@ -389,10 +560,10 @@ def revoke_by_customer(s: Session, row: AuthorizationRow) -> bool:
     return lifecycle.revoke(s, row, by="customer")
 
 
-def begin_self_service(s: Session) -> PendingAuthorization:
+def begin_self_service(s: Session, browser_hash: str | None = None) -> PendingAuthorization:
     """A "My authorizations" sign-in: the same lookup and passcode rules as an OAuth
     request (test passcode on the page, attempts, expiry), without a third party."""
-    return begin(s, "", {"purpose": SELF_SERVICE})
+    return begin(s, "", {"purpose": SELF_SERVICE}, browser_hash=browser_hash)
 
 
 def is_self_service(pending: PendingAuthorization | None) -> bool:

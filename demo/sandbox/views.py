@@ -25,9 +25,10 @@ from wtforms.fields.choices import SelectChoice
 
 from ..lookup import LOOKUP_LABELS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block
+from ..tokens import digest, new_token
 from ..web import allow_form_action, csrf
-from . import portal
-from .forms import ActionForm, ConsentForm, LookupForm, OtpForm, ResendForm
+from . import delivery, portal
+from .forms import ActionForm, ConsentForm, LookupForm, OtpForm, OutboxFilterForm, ResendForm
 from .models import AuthorizationRow, ClientRow, OutboxMessage, PendingAuthorization
 from .oauth import SandboxClient, ctx
 
@@ -74,11 +75,38 @@ def authorize():
         return _error_page(error)
     args = request.args.to_dict(flat=True)
     with ctx().db.session() as s:
-        pending = portal.begin(s, grant.client.get_client_id(), args)
+        pending = portal.begin(s, grant.client.get_client_id(), args, browser_hash=_browser_hash())
         session["pending"] = pending.id
-        if portal.try_prefill(s, pending, ctx().directory, ctx().settings, _company(s, pending)):
-            return redirect(url_for(".verify"), 303)
+        found = portal.try_prefill(s, pending, ctx().directory, ctx().settings, _company(s, pending))
+        pending_id = pending.id
+    if found:
+        _deliver(pending_id)
+        return redirect(url_for(".verify"), 303)
     return redirect(url_for(".lookup"), 303)
+
+
+# ---- passcode delivery and the outbox's browser id ----------------------------------------
+
+BROWSER_KEY = "outbox_browser"
+
+
+def _browser_hash(create: bool = True) -> str | None:
+    """The hash of this browser's random id (kept in the sandbox session), which its
+    outbox messages carry; a new id when it has none and ``create``."""
+    browser = session.get(BROWSER_KEY)
+    if not browser and create:
+        browser = session[BROWSER_KEY] = new_token(16)
+    return digest("outbox-browser:" + browser) if browser else None
+
+
+def _deliver(pending_id: str) -> list[delivery.Result]:
+    """Send the passcode just issued; the transaction that issued it is already committed."""
+    return portal.deliver_queued(ctx().db, ctx().settings, pending_id)
+
+
+def _resent(results: list[delivery.Result]) -> None:
+    if not any(r.status == delivery.FAILED for r in results):   # a failure is on the page instead
+        flash("New passcode issued: the previous one no longer works.", "ok")
 
 
 def _pending(s) -> PendingAuthorization:
@@ -103,17 +131,24 @@ def lookup():
             prefill = portal.prefill(pending)
             if prefill:  # a prefill that found nobody: let the customer correct it
                 form.method.data, form.value.data = prefill
-        error = None
+        error, status, issued = None, 200, None
         if form.validate_on_submit():
-            error = portal.lookup(s, pending, ctx().directory, ctx().settings, form.method.data, form.value.data)
-            if error is None:
-                return redirect(url_for(".verify"), 303)
+            wait = portal.resend_wait(pending, ctx().settings, interval=False)
+            if wait:
+                error, status = wait.message, 429
+            else:
+                error = portal.lookup(s, pending, ctx().directory, ctx().settings, form.method.data,
+                                      form.value.data)
+                issued = pending.id if error is None else None
         elif form.is_submitted():
             error = "Check the highlighted field."
-        notice, pending.notice = pending.notice, None
-        status = 422 if error else 200
-        return render_template("sandbox/lookup.html", form=form, error=error, notice=notice,
-                               company=_company(s, pending), step=1), status
+        if issued is None:
+            notice, pending.notice = pending.notice, None
+            status = status if status != 200 else (422 if error else 200)
+            return render_template("sandbox/lookup.html", form=form, error=error, notice=notice,
+                                   company=_company(s, pending), step=1), status
+    _deliver(issued)
+    return redirect(url_for(".verify"), 303)
 
 
 @bp.route("/authorize/verify", methods=["GET", "POST"])
@@ -136,10 +171,25 @@ def verify():
             error = outcome.message
         elif form.is_submitted():
             error = form.code.errors[0] if form.code.errors else "Enter the 6-digit passcode."
-        return render_template("sandbox/verify.html", form=form, resend=ResendForm(), error=error,
-                               contact=portal.contact_of(pending), pending=pending,
-                               masked_contact=_real_customer(pending),
-                               company=_company(s, pending), step=2), (422 if error else 200)
+        return _verify_page(s, pending, form, error, 422 if error else 200)
+
+
+def _verify_page(s, pending: PendingAuthorization, form: OtpForm, error: str | None, status: int,
+                 wait: portal.Wait | None = None):
+    """The passcode page (the authorize flow's or My authorizations'), with the delivery
+    problem of the newest passcode and when a new one may be asked for."""
+    mine = portal.is_self_service(pending)
+    wait = wait if wait is not None else portal.resend_wait(pending, ctx().settings)
+    contact = portal.contact_of(pending)
+    page = render_template(
+        "sandbox/my/verify.html" if mine else "sandbox/verify.html", form=form, resend=ResendForm(),
+        error=error, contact=contact, pending=pending, masked_contact=_real_customer(pending),
+        shown_to=delivery.shown_to(contact.channel, contact.address) if contact else "",
+        delivery_problem=portal.delivery_problem(pending), wait=wait,
+        resend_max=int(ctx().settings["sandbox_resend_max"]),
+        company=None if mine else _company(s, pending), step=None if mine else 2)
+    headers = {"Retry-After": str(wait.seconds)} if status == 429 and wait else {}
+    return page, status, headers
 
 
 def _real_customer(pending: PendingAuthorization) -> bool:
@@ -157,7 +207,12 @@ def resend():
         pending = _pending(s)
         if pending.stage != "otp":
             return redirect(url_for(".lookup"), 303)
+        wait = portal.resend_wait(pending, ctx().settings)
+        if wait:
+            return _verify_page(s, pending, OtpForm(formdata=None), wait.message, 429, wait)
         portal.issue_otp(s, pending, ctx().settings, _company(s, pending))
+        pending_id = pending.id
+    _resent(_deliver(pending_id))
     return redirect(url_for(".verify"), 303)
 
 
@@ -295,22 +350,29 @@ def my_authorizations():
             summaries = [portal.summarize(s, ctx().directory, row) for row in portal.authorizations_of(s, account)]
             return render_template("sandbox/my/list.html", customer=customer, summaries=summaries)
         form = LookupForm()
-        error = None
+        error, status, issued = None, 200, None
         if form.validate_on_submit():
-            if pending is None or pending.stage != "lookup":
-                pending = portal.begin_self_service(s)
+            # a sign-in still at lookup or passcode goes on (its resend limits with it)
+            if pending is None or pending.stage not in ("lookup", "otp"):
+                pending = portal.begin_self_service(s, browser_hash=_browser_hash())
                 session["my_pending"] = pending.id
-            error = portal.self_service_lookup(s, pending, ctx().directory, ctx().settings,
-                                               form.method.data, form.value.data)
-            if error is None:
-                return redirect(url_for(".my_verify"), 303)
+            wait = portal.resend_wait(pending, ctx().settings, interval=False)
+            if wait:
+                error, status = wait.message, 429
+            else:
+                error = portal.self_service_lookup(s, pending, ctx().directory, ctx().settings,
+                                                   form.method.data, form.value.data)
+                issued = pending.id if error is None else None
         elif form.is_submitted():
             error = "Check the highlighted field."
-        notice = None
-        if pending is not None:
-            notice, pending.notice = pending.notice, None
-        return render_template("sandbox/my/lookup.html", form=form, error=error, notice=notice), \
-            (422 if error else 200)
+        if issued is None:
+            notice = None
+            if pending is not None:
+                notice, pending.notice = pending.notice, None
+            status = status if status != 200 else (422 if error else 200)
+            return render_template("sandbox/my/lookup.html", form=form, error=error, notice=notice), status
+    _deliver(issued)
+    return redirect(url_for(".my_verify"), 303)
 
 
 @bp.route("/my-authorizations/verify", methods=["GET", "POST"])
@@ -329,9 +391,7 @@ def my_verify():
             error = outcome.message
         elif form.is_submitted():
             error = form.code.errors[0] if form.code.errors else "Enter the 6-digit passcode."
-        return render_template("sandbox/my/verify.html", form=form, resend=ResendForm(), error=error,
-                               contact=portal.contact_of(pending), pending=pending,
-                               masked_contact=_real_customer(pending)), (422 if error else 200)
+        return _verify_page(s, pending, form, error, 422 if error else 200)
 
 
 @bp.post("/my-authorizations/resend")
@@ -343,7 +403,12 @@ def my_resend():
         pending = _self_service(s)
         if pending is None or pending.stage != "otp":
             return redirect(url_for(".my_authorizations"), 303)
+        wait = portal.resend_wait(pending, ctx().settings)
+        if wait:
+            return _verify_page(s, pending, OtpForm(formdata=None), wait.message, 429, wait)
         portal.issue_otp(s, pending, ctx().settings, None)
+        pending_id = pending.id
+    _resent(_deliver(pending_id))
     return redirect(url_for(".my_verify"), 303)
 
 
@@ -390,6 +455,44 @@ def token():
 
 @bp.get("/outbox")
 def outbox():
+    """Every passcode message, newest first, filtered by the query string (a GET form)."""
+    form = OutboxFilterForm(formdata=request.args)
+    scenarios = sorted({c.scenario for c in ctx().directory.customers})
+    form.scenario.choices = [SelectChoice("", "Any")] + [SelectChoice(sc, sc) for sc in scenarios]
+    error, messages, total = None, [], 0
+    if not form.validate():
+        error = "Check the filters: " + "; ".join(
+            f"{getattr(form, name).label.text}: {errors[0]}" for name, errors in form.errors.items())
+    else:
+        browser = (_browser_hash(create=False) or "") if form.mine.data else None
+        wanted = portal.OutboxFilter(channel=form.channel.data or "", to=form.to.data or "",
+                                     scenario=form.scenario.data or "", result=form.result.data or "",
+                                     browser_hash=browser)
     with ctx().db.session() as s:
-        messages = s.query(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(200).all()
-        return render_template("sandbox/outbox.html", messages=messages)
+        if error is None:
+            messages, total = portal.outbox_messages(s, wanted)
+        mine_count = 0
+        own = _browser_hash(create=False)
+        if own:
+            mine_count = s.query(OutboxMessage).filter_by(browser_hash=own).count()
+        return render_template("sandbox/outbox.html", form=form, messages=messages, total=total, error=error,
+                               filtered=any(request.args.get(k) for k in ("channel", "to", "scenario", "result",
+                                                                          "mine")),
+                               limit=portal.OUTBOX_LIMIT, results=delivery.RESULTS, clear=ActionForm(),
+                               mine_count=mine_count, shown_to=delivery.shown_to), (400 if error else 200)
+
+
+@bp.post("/outbox/clear")
+def outbox_clear():
+    """"Clear this browser's messages": only the rows this browser caused (the visitor's reset)."""
+    form = ActionForm()
+    if not form.validate_on_submit():
+        abort(400, "The form was not valid. Reload the page and try again.")
+    own = _browser_hash(create=False)
+    with ctx().db.session() as s:
+        cleared = portal.clear_outbox(s, own) if own else 0
+    if cleared:
+        flash(f"Cleared {cleared} message{'s' if cleared != 1 else ''} of this browser.", "ok")
+    else:
+        flash("This browser has no messages in the outbox.", "info")
+    return redirect(url_for(".outbox"), 303)
