@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from flask import Flask
+from flask import Flask, url_for
 
 from ..config import config_file, ensure_secret_key, load_config
 from ..lookup import CustomerDirectory
@@ -56,9 +56,17 @@ def create_app(settings: dict | None = None) -> Flask:
 
     @app.context_processor
     def site_globals():
+        on = presenter_views.presenter_on(settings)
+        brand = {"company_name": settings["company_name"]}
+        if on:   # branding belongs to presenter mode; the normal mode stays plain
+            brand.update(accent=settings["brand_accent"] or None, welcome=settings["brand_welcome"] or "",
+                         logo_url=url_for("presenter.logo") if presenter_views.current_logo() else None)
         return {
-            "brand": {"company_name": settings["company_name"]},
+            "brand": brand,
             "sandbox_url": settings["sandbox_url"] if settings["sandbox"] else None,
+            # presenter mode (templates/site/base.html): on, technical panels shown, the utility's short name
+            "presenter": {"on": on, "technical": presenter_views.technical_shown(settings),
+                          "utility": settings["utility"]},
         }
 
     return app
