@@ -17,6 +17,7 @@ from sqlalchemy.exc import OperationalError
 from ..tokens import mask
 from ..web import csrf
 from . import exchanges, integrator
+from . import runs as runs_mod
 from . import webhook_receiver as receiver
 from .models import Run
 from .views import ctx, current_settings, visitor_id
@@ -29,11 +30,6 @@ def _visitor_run(s, run_id: str) -> Run:
     if run is None or run.visitor_id != visitor_id():
         abort(404, "There is no such run for this browser.")
     return run
-
-
-def _authorization_uid(run: Run) -> str | None:
-    uid = (run.authorization or {}).get("uid") if isinstance(run.authorization, dict) else None
-    return str(uid) if uid else None
 
 
 def _http(run: Run, api_token: str) -> requests.Session:
@@ -49,7 +45,7 @@ def json_api(run_id: str):
     with ctx().db.session() as s:
         eff = current_settings(s)
         run = _visitor_run(s, run_id)
-        uid = _authorization_uid(run)
+        uid = runs_mod.authorization_uid(run)
         espi_meters = list(run.meters or [])
     if not uid:
         flash("This run has no authorization yet, so there is nothing to read through the JSON API.", "error")
@@ -71,7 +67,7 @@ def json_api(run_id: str):
 def run_events(run_id: str):
     with ctx().db.session() as s:
         run = _visitor_run(s, run_id)
-        uid = _authorization_uid(run)
+        uid = runs_mod.authorization_uid(run)
         events = integrator.events_for_authorization(s, visitor_id(), uid)
     return {"run_id": run_id, "authorization_uid": uid,
             "events": [e for e in events if e["verified"]],
@@ -101,7 +97,7 @@ def integrator_panel(run: Run) -> dict:
     if run.id not in cache:
         with ctx().db.session() as s:
             eff = current_settings(s)
-            uid = _authorization_uid(run)
+            uid = runs_mod.authorization_uid(run)
             cache[run.id] = {
                 "authorization_uid": uid,
                 "json_api": integrator.load_data(s, run.id, "json_api"),

@@ -9,19 +9,16 @@ the logo checks live in :mod:`.branding`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, abort, current_app, flash, redirect, request, session, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy.orm import Session
 from wtforms import HiddenField
 from wtforms.validators import AnyOf
 
 from ..config import config_file
 from . import branding
-from .integrator import IntegratorData, WebhookEvent
-from .models import Exchange, Run
+from . import runs as runs_mod
 
 bp = Blueprint("presenter", __name__)
 log = logging.getLogger(__name__)
@@ -128,7 +125,7 @@ def reset():
     visitor = session.get("visitor")
     if visitor:
         with current_app.extensions["gbc_site"].db.session() as s:
-            delete_visitor_runs(s, visitor)
+            runs_mod.delete_visitor_runs(s, visitor)
     session.pop("technical", None)
     flash("Your runs were cleared", "ok")
     return redirect(url_for("site.home"), 303)
@@ -151,32 +148,3 @@ def logo():
         "Content-Security-Policy": IMAGE_CSP,
         "Content-Disposition": "inline",
     })
-
-
-# --- the reset, free of Flask ---------------------------------------------------------------------
-
-def _chunks(values: list, size: int = 500) -> Iterable[list]:
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
-
-
-def _authorization_uid(run: Run) -> str | None:
-    uid = run.authorization.get("uid") if isinstance(run.authorization, dict) else None
-    return str(uid) if uid else None
-
-
-def delete_visitor_runs(s: Session, visitor_id: str) -> int:
-    """Delete ``visitor_id``'s runs, their exchanges and JSON API data, and the webhook events
-    this visitor received about those runs' authorizations. Nothing of any other visitor, and
-    no settings. Returns how many runs went."""
-    runs = s.query(Run.id, Run.authorization).filter(Run.visitor_id == visitor_id).all()
-    ids = [r.id for r in runs]
-    uids = sorted({uid for r in runs if (uid := _authorization_uid(r))})
-    for chunk in _chunks(ids):
-        s.query(Exchange).filter(Exchange.run_id.in_(chunk)).delete(synchronize_session=False)
-        s.query(IntegratorData).filter(IntegratorData.run_id.in_(chunk)).delete(synchronize_session=False)
-        s.query(Run).filter(Run.visitor_id == visitor_id, Run.id.in_(chunk)).delete(synchronize_session=False)
-    for chunk in _chunks(uids):
-        s.query(WebhookEvent).filter(WebhookEvent.visitor_id == visitor_id,
-                                     WebhookEvent.authorization_uid.in_(chunk)).delete(synchronize_session=False)
-    return len(ids)

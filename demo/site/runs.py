@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
@@ -19,7 +19,8 @@ from ..tokens import digest, mask, new_uid
 from . import client as gbc
 from .exchanges import Recorder
 from .explain import explain_error
-from .models import Run, VisitorSettings
+from .integrator import IntegratorData, WebhookEvent
+from .models import Exchange, Run, VisitorSettings
 
 
 def effective_settings(settings: dict, row: VisitorSettings | None, vault: Vault) -> dict:
@@ -349,3 +350,31 @@ def save_visitor_settings(s: Session, visitor_id: str, values: dict, secret: str
         row.client_secret_enc = vault.encrypt(secret)
     row.updated = utcnow()
     s.merge(row)
+
+
+def _chunks(values: list, size: int = 500) -> Iterable[list]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def authorization_uid(run: Run) -> str | None:
+    """The uid of the authorization a run obtained, if any."""
+    uid = run.authorization.get("uid") if isinstance(run.authorization, dict) else None
+    return str(uid) if uid else None
+
+
+def delete_visitor_runs(s: Session, visitor_id: str) -> int:
+    """Delete ``visitor_id``'s runs, their exchanges and JSON API data, and the webhook events
+    this visitor received about those runs' authorizations. Nothing of any other visitor, and
+    no settings. Returns how many runs went."""
+    runs = s.query(Run.id, Run.authorization).filter(Run.visitor_id == visitor_id).all()
+    ids = [r.id for r in runs]
+    uids = sorted({uid for r in runs if (uid := authorization_uid(r))})
+    for chunk in _chunks(ids):
+        s.query(Exchange).filter(Exchange.run_id.in_(chunk)).delete(synchronize_session=False)
+        s.query(IntegratorData).filter(IntegratorData.run_id.in_(chunk)).delete(synchronize_session=False)
+        s.query(Run).filter(Run.visitor_id == visitor_id, Run.id.in_(chunk)).delete(synchronize_session=False)
+    for chunk in _chunks(uids):
+        s.query(WebhookEvent).filter(WebhookEvent.visitor_id == visitor_id,
+                                     WebhookEvent.authorization_uid.in_(chunk)).delete(synchronize_session=False)
+    return len(ids)
