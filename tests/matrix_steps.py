@@ -118,11 +118,11 @@ def enter_passcode(flow: Flow, where) -> None:
     where.wait_for_url(flow.on(flow.sandbox, r"/authorize/consent"), timeout=NAVIGATION_MS)
 
 
-def review_consent(flow: Flow, where, scenario: str) -> None:
+def review_consent(flow: Flow, where, scenario: str, company: str = "Test Company") -> None:
     """The consent page names the company and offers each of the customer's meters."""
     from playwright.sync_api import expect
 
-    expect(where.get_by_role("heading", level=1)).to_contain_text("Test Company")
+    expect(where.get_by_role("heading", level=1)).to_contain_text(company)
     expect(where.locator("fieldset.meters input[type=checkbox]")).to_have_count(METERS[scenario])
     flow.shot("consent")
 

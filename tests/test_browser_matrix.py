@@ -127,9 +127,16 @@ def test_presenter_mode_inside_an_iframe(browser, matrix_folder, tmp_path):
     from embedding import FRAME_ID, serve_embedding_page
     from playwright.sync_api import expect
 
+    # a sales engineer's branding, as in the README
+    logo = tmp_path / "acme-logo.svg"
+    logo.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64" viewBox="0 0 64 64">'
+                    '<rect width="64" height="64" rx="12" fill="#d0452f"/>'
+                    '<path d="M14 48 32 14l18 34z" fill="#fff"/></svg>')
+    brand = {"company_name": "Acme Energy Insights", "brand_logo": str(logo), "brand_accent": "#d0452f",
+             "brand_welcome": "See how Acme reads your meter data in under a minute."}
     # The apps must know the embedding page's origin before they start: start the page first.
     with serve_embedding_page(page_title="Sales deck", height=FRAME_HEIGHT) as embedder, \
-            serving(tmp_path, presenter=True, embed_origins=[embedder.origin]) as live:
+            serving(tmp_path, presenter=True, embed_origins=[embedder.origin], **brand) as live:
         embedder.iframe_url = live.site_url + "/"
         site, sandbox = live.site_url, live.sandbox_url
         with flow(browser, matrix_folder / "presenter-iframe", site, sandbox, height=FRAME_HEIGHT + 100) as f:
@@ -141,7 +148,10 @@ def test_presenter_mode_inside_an_iframe(browser, matrix_folder, tmp_path):
             assert frame is not None and frame.parent_frame == page.main_frame
             frame.wait_for_url(f.on(site, "/"))
 
-            # presenter mode: step 1 of the indicator, the technical panels hidden until asked for
+            # presenter mode: the branding, step 1 of the indicator, the technical panels hidden until asked for
+            expect(frame.locator(".site-brand")).to_contain_text("Acme Energy Insights")
+            expect(frame.locator("#welcome")).to_have_text(brand["brand_welcome"])
+            assert frame.locator("#brand-logo").evaluate("img => img.complete && img.naturalWidth > 0")
             current_step = frame.locator("#steps li[aria-current=step]")
             expect(current_step).to_contain_text("Choose a customer")
             expect(frame.locator("#scope-decoded")).to_be_hidden()
@@ -149,7 +159,7 @@ def test_presenter_mode_inside_an_iframe(browser, matrix_folder, tmp_path):
             choose_identifier(f, frame, "residential", "phone", review=False)
             connect(f, frame)
             enter_passcode(f, frame)
-            review_consent(f, frame, "residential")
+            review_consent(f, frame, "residential", company=brand["company_name"])
             authorize(f, frame, "residential")
             expect(current_step).to_contain_text("The data arrives")
             expect(frame.locator("#token-json")).to_be_hidden()
