@@ -162,6 +162,7 @@ def test_presenter_mode_inside_an_iframe(browser, matrix_folder, tmp_path):
             review_consent(f, frame, "residential", company=brand["company_name"])
             authorize(f, frame, "residential")
             expect(current_step).to_contain_text("The data arrives")
+            expect(frame.get_by_role("heading", level=1)).to_have_text("Data from PCE")
             expect(frame.locator("#token-json")).to_be_hidden()
             open_meter(f, frame)
 
