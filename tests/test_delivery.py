@@ -37,6 +37,8 @@ from demo.sandbox import delivery
 from demo.sandbox.delivery import Message
 from demo.sandbox.models import OutboxMessage
 
+from conftest import Visitor
+
 SMTP_USER = "sandbox-mailer"
 SMTP_PASSWORD = "smtp-pass-Zq81x"
 TWILIO_SID = "AC" + "0123456789abcdef" * 2
@@ -159,7 +161,8 @@ def a_message(to: str = "qa@example.com", code: str = "482913") -> Message:
 
 class FakeTwilio:
     """Answers like Twilio's Create Message and refuses any request that is not exactly
-    what Twilio documents. ``mode``: ok | error (400, 21211) | unauthorized | hang."""
+    what Twilio documents. ``mode``: ok | error (400, 21211) | echo (400 quoting the body) |
+    unauthorized | hang."""
 
     def __init__(self) -> None:
         self.mode = "ok"
@@ -194,6 +197,10 @@ class FakeTwilio:
                                        "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401})
                     return
                 fields = dict(record["fields"])
+                if fake.mode == "echo":      # an error that quotes the message back
+                    self._answer(400, {"code": 30007, "message": f"Message filtered: {fields['Body']}",
+                                       "more_info": "", "status": 400})
+                    return
                 if fake.mode == "error":
                     self._answer(400, {"code": 21211, "message": f"The 'To' number {fields['To']} is not a valid "
                                        "phone number.", "more_info": "https://www.twilio.com/docs/errors/21211",
@@ -451,6 +458,27 @@ def test_a_secret_echoed_by_a_server_is_scrubbed(fresh_twilio):
     assert TWILIO_TOKEN not in result.detail and "••••" in result.detail
 
 
+def test_a_passcode_echoed_by_a_server_is_scrubbed(fresh_twilio, caplog):
+    # the detail is shown on the passcode page and logged: the code must only be in the outbox text
+    caplog.set_level(logging.DEBUG)
+    fresh_twilio.mode = "echo"
+    result = delivery.deliver(twilio_settings(fresh_twilio.url), an_sms(code="913370"))
+    assert result.status == delivery.FAILED and result.detail.startswith("Twilio error 30007: Message filtered:")
+    assert "913370" not in result.detail + caplog.text and "••••••" in result.detail
+
+
+def test_an_unexpected_error_is_a_failure_not_an_exception(caplog):
+    # a bad setting (or a bug) must not leave the outbox row "sending" behind a 500
+    caplog.set_level(logging.DEBUG)
+    settings = smtp_settings("not-a-port", "starttls", sandbox_smtp_user=SMTP_USER,
+                             sandbox_smtp_password=SMTP_PASSWORD)
+    result = delivery.deliver(settings, a_message(code="604211"))
+    assert (result.status, result.detail) == (delivery.FAILED,
+                                              "unexpected error (ValueError); see the sandbox's log")
+    assert "ValueError" in caplog.text and "Traceback" in caplog.text
+    assert SMTP_PASSWORD not in caplog.text and "604211" not in caplog.text
+
+
 def test_twilio_that_never_answers_is_bounded_by_the_timeout(fresh_twilio):
     fresh_twilio.mode = "hang"
     start = time.monotonic()
@@ -613,6 +641,24 @@ def test_twilio_that_never_answers_is_shown_after_the_timeout(live, visitor, fre
     _failure_shown(visitor, live, page, "+16505550199", "timed out after 1 s waiting for Twilio")
 
 
+def test_one_recipient_gets_at_most_the_hourly_cap_from_any_number_of_requests(live, visitor, fresh_twilio,
+                                                                             reconfigure):
+    """TEST_ lookups come from anyone: a phone gets at most sandbox_recipient_max passcodes an
+    hour, whichever requests and browsers ask for them."""
+    reconfigure(sandbox_recipient_max=2)
+    for _ in range(2):     # two separate requests (a new authorization each time) are sent
+        page = _verify_page(Visitor(), live, "TEST_residential_650-555-0144", method="phone")
+        assert page.text_of("delivery-problem") is None
+    page = _verify_page(visitor, live, "TEST_commercial_650-555-0144", method="phone")
+    _failure_shown(visitor, live, page, "+16505550144", "not sent: 2 passcodes already went to this number "
+                                                        "in the last hour, the sandbox's limit; try again later")
+    assert len(fresh_twilio.requests) == 2
+    # another number is not held back
+    assert _verify_page(visitor, live, "TEST_residential_650-555-0145", method="phone").text_of(
+        "delivery-problem") is None
+    assert len(fresh_twilio.requests) == 3
+
+
 def test_after_a_failure_a_resend_can_succeed(live, visitor, fresh_twilio):
     fresh_twilio.mode = "error"
     page = _verify_page(visitor, live, "TEST_residential_650-555-0166", method="phone")
@@ -627,9 +673,10 @@ def test_after_a_failure_a_resend_can_succeed(live, visitor, fresh_twilio):
     assert page.form("/authorize/verify").set("code", code).submit(visitor).url.endswith("/authorize/consent")
 
 
-def test_no_transaction_is_open_during_delivery(live, visitor, fresh_twilio):
+def test_no_transaction_is_open_during_delivery(live, visitor, fresh_twilio, reconfigure):
     """While Twilio hangs, the database is free: another request writes and commits."""
     fresh_twilio.mode = "hang"
+    reconfigure(sandbox_delivery_timeout=10.0)     # the checks below run while it is in flight, even under load
     done = threading.Event()
 
     def slow():
@@ -639,7 +686,7 @@ def test_no_transaction_is_open_during_delivery(live, visitor, fresh_twilio):
 
     thread = threading.Thread(target=slow)
     thread.start()
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 10
     while not fresh_twilio.requests and time.monotonic() < deadline:
         time.sleep(0.02)
     assert fresh_twilio.requests and not done.is_set()        # the delivery is in flight
@@ -647,5 +694,9 @@ def test_no_transaction_is_open_during_delivery(live, visitor, fresh_twilio):
         row = s.query(OutboxMessage).filter_by(to="6505550155").one()
         assert row.delivery == delivery.SENDING            # recorded and committed before sending
         s.add(OutboxMessage(channel="email", to="writer@example.com", scenario="residential", text="x"))
+    assert not done.is_set()
+    fresh_twilio.release.set()                              # Twilio hangs up without an answer
     thread.join(10)
     assert done.is_set()
+    row = outbox_rows(visitor, live, to="6505550155")[0]
+    assert row[5].startswith("failed"), row                 # a delivery cut off half-way ends as failed

@@ -3,13 +3,15 @@ the browser that caused it, "Clear this browser's messages") and the per-pending
 authorization resend limits (interval, hourly cap; 429 with how long to wait)."""
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
 from sandbox_steps import REAL_RESIDENTIAL_PHONE, authorize, ctx, lookup, outbox_code, outbox_rows, servers
 
-from demo.sandbox import portal
-from demo.sandbox.models import OutboxMessage, PendingAuthorization
+from demo.sandbox import delivery, portal
+from demo.sandbox.models import Base, OutboxMessage, PendingAuthorization
+from demo.storage import Database
 from demo.tokens import new_uid
 
 from conftest import Visitor
@@ -29,6 +31,27 @@ def live(tmp_path_factory):
     with servers(tmp_path_factory.mktemp("outbox"), CLIENTS, sandbox_resend_interval=INTERVAL,
                  sandbox_resend_max=MAX) as live:
         yield live
+
+
+class Clock:
+    """The sandbox portal's clock, stopped: time passes only when the test says so (no
+    sleeping, and a slow machine can't let an interval run out between two requests)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    stopped = Clock()
+    monkeypatch.setattr(portal, "time", stopped)
+    return stopped
 
 
 def _verify(visitor, live, method: str, value: str, client_id: str = "PCE_outbox001"):
@@ -58,7 +81,7 @@ def test_resend_wait_interval_then_hourly_cap():
 
 # ---- resend limits, over HTTP ---------------------------------------------------------------------
 
-def test_resend_is_rate_limited_per_pending_authorization(live, visitor):
+def test_resend_is_rate_limited_per_pending_authorization(live, visitor, clock):
     page = _verify(visitor, live, "email", "TEST_residential_resend@example.com")
     first = outbox_code(visitor, live, "resend@example.com")
     assert "You can ask for a new one in 1 second" in page.text_of("resend-wait")
@@ -66,15 +89,15 @@ def test_resend_is_rate_limited_per_pending_authorization(live, visitor):
     assert refused.status == 429 and refused.response.headers["Retry-After"] == "1"
     assert "You can ask for a new one in 1 second" in refused.text_of("otp-error")
     assert len(outbox_rows(visitor, live, to="resend@example.com")) == 1     # nothing was sent
-    time.sleep(INTERVAL + 0.1)
+    clock.advance(INTERVAL + 0.1)
     page = refused.form("/authorize/resend").submit(visitor)
     assert page.status == 200 and page.url.endswith("/authorize/verify")
     assert "New passcode issued" in page.body_text
     second = outbox_code(visitor, live, "resend@example.com")
-    time.sleep(INTERVAL + 0.1)
+    clock.advance(INTERVAL + 0.1)
     page = page.form("/authorize/resend").submit(visitor)
     assert page.status == 200 and len(outbox_rows(visitor, live, to="resend@example.com")) == MAX
-    time.sleep(INTERVAL + 0.1)
+    clock.advance(INTERVAL + 0.1)
     # the hourly cap: MAX passcodes, then about an hour to wait
     refused = page.form("/authorize/resend").submit(visitor)
     assert refused.status == 429 and int(refused.response.headers["Retry-After"]) > 3500
@@ -94,14 +117,14 @@ def test_resend_is_rate_limited_per_pending_authorization(live, visitor):
     assert page.url.endswith("/authorize/consent")
 
 
-def test_my_authorizations_resend_is_rate_limited(live, visitor):
+def test_my_authorizations_resend_is_rate_limited(live, visitor, clock):
     page = visitor.get(live.sandbox_url + "/my-authorizations")
     page = lookup(visitor, page, "phone", "TEST_residential_650-555-0111", action="/my-authorizations")
     assert page.url.endswith("/my-authorizations/verify")
     refused = page.form("/my-authorizations/resend").submit(visitor)
     assert refused.status == 429 and "You can ask for a new one in" in refused.text_of("otp-error")
     assert refused.doc.cssselect("form[action='/my-authorizations/resend']")    # still My authorizations' page
-    time.sleep(INTERVAL + 0.1)
+    clock.advance(INTERVAL + 0.1)
     page = refused.form("/my-authorizations/resend").submit(visitor)
     assert page.status == 200 and page.url.endswith("/my-authorizations/verify")
     assert len(outbox_rows(visitor, live, to="6505550111")) == 2
@@ -158,6 +181,16 @@ def test_outbox_filters(live, browsers):
     assert outbox_rows(viewer, live, mine="y") == []                 # a browser that caused nothing
 
 
+def test_only_this_browser_is_empty_for_a_browser_that_caused_nothing(live):
+    with ctx(live).db.session() as s:    # a message no browser caused (none of the fixtures' rows is one)
+        s.add(OutboxMessage(channel="email", to="nobody@mine.example", scenario="residential",
+                            text="123456 is your passcode", delivery="recorded"))
+    viewer = Visitor()
+    assert _tos(outbox_rows(viewer, live, to="@mine.example")) == ["nobody@mine.example"]
+    page = viewer.get(live.sandbox_url + "/outbox", params={"mine": "y"})
+    assert page.status == 200 and page.text_of("outbox-count") == "No messages match these filters."
+
+
 def test_outbox_page_form_count_and_bad_filters(live, browsers):
     viewer = Visitor()
     page = viewer.get(live.sandbox_url + "/outbox", params={"to": "alice.filter"})
@@ -212,3 +245,68 @@ def test_clear_this_browsers_messages(live):
     with ctx(live).db.session() as s:   # the browser id is stored hashed, never as it is in the session
         assert all(len(h) == 64 for (h,) in s.query(OutboxMessage.browser_hash)
                    .filter(OutboxMessage.browser_hash.isnot(None)))
+
+
+# ---- two requests at once ----------------------------------------------------------------------
+
+RACE_SETTINGS = {"sandbox_resend_interval": 30, "sandbox_resend_max": 5, "sandbox_otp_ttl": 600,
+                 "utility_name": "Peninsula Clean Energy", "sandbox_show_test_otp": False}
+
+
+def test_two_resends_at_once_issue_one_passcode(tmp_path):
+    """The limits are checked under the pending authorization's write lock: a second request
+    that read the row before the first one committed waits, then sees the new passcode."""
+    db = Database(f"sqlite:///{tmp_path / 'race.sqlite3'}", Base.metadata)
+    pending_id = new_uid()
+    with db.session() as s:
+        s.add(PendingAuthorization(id=pending_id, client_id="x", request_args={}, stage="otp", test_contact=True,
+                                   deliver=True, contact_channel="email", contact_address="race@example.com",
+                                   scenario="residential", otp_sent=[time.time() - 60]))
+    second: dict = {}
+    reading = threading.Event()
+
+    def other_request():
+        with db.session() as s:
+            pending = s.get(PendingAuthorization, pending_id)      # read before the first commits
+            reading.set()
+            second["wait"] = portal.resend(s, pending, RACE_SETTINGS, None)
+
+    with db.session() as s:
+        assert not portal.resend(s, s.get(PendingAuthorization, pending_id), RACE_SETTINGS, None)
+        thread = threading.Thread(target=other_request)
+        thread.start()
+        assert reading.wait(5)
+        time.sleep(0.1)                       # let it reach the lock (if it doesn't, it reads after the commit)
+    thread.join(10)
+    assert second["wait"] and "A passcode was just sent" in second["wait"].message
+    with db.session() as s:
+        assert s.query(OutboxMessage).filter_by(pending_id=pending_id).count() == 1
+        assert len(s.get(PendingAuthorization, pending_id).otp_sent) == 2
+    db.dispose()
+
+
+def test_a_delivery_result_reaches_the_page_even_if_the_outbox_was_cleared_meanwhile(tmp_path):
+    db = Database(f"sqlite:///{tmp_path / 'clear.sqlite3'}", Base.metadata)
+    with db.session() as s:
+        pending = PendingAuthorization(id=new_uid(), client_id="x", request_args={}, test_contact=True,
+                                       deliver=True, contact_channel="email", contact_address="c@example.com",
+                                       scenario="residential", browser_hash="b" * 64)
+        s.add(pending)
+        portal.issue_otp(s, pending, RACE_SETTINGS, None)
+    with db.session() as s:
+        [(first, _)] = portal.claim_queued(s, pending.id)
+        assert portal.clear_outbox(s, "b" * 64) == 1           # "Clear this browser's messages" while sending
+    failed = delivery.Result(delivery.FAILED, "connection refused by smtp.example:587")
+    with db.session() as s:
+        portal.record_delivery(s, first, pending.id, failed)
+        assert s.get(PendingAuthorization, pending.id).otp_delivery == delivery.FAILED   # not "sending" for ever
+    with db.session() as s:                                    # a newer passcode's status is not overwritten
+        pending = s.get(PendingAuthorization, pending.id)
+        portal.issue_otp(s, pending, RACE_SETTINGS, None)
+    with db.session() as s:
+        [(second, _)] = portal.claim_queued(s, pending.id)
+        portal.record_delivery(s, first, pending.id, failed)
+        assert s.get(PendingAuthorization, pending.id).otp_delivery == delivery.QUEUED
+        portal.record_delivery(s, second, pending.id, delivery.Result(delivery.DELIVERED, "accepted"))
+        assert s.get(PendingAuthorization, pending.id).otp_delivery == delivery.DELIVERED
+    db.dispose()

@@ -13,6 +13,7 @@ import re
 import smtplib
 import socket
 import ssl
+import traceback
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -145,14 +146,20 @@ def shown_to(channel: str, to: str) -> str:
 
 def deliver(settings: dict, message: Message) -> Result:
     """Send ``message`` with the configured SMTP server or Twilio account, within
-    ``sandbox_delivery_timeout`` seconds per attempt."""
-    if message.channel == "email":
-        result = send_email(settings, message)
-    elif message.channel == "sms":
-        result = send_sms(settings, message)
-    else:
-        result = Result(FAILED, f"unknown channel {message.channel!r}")
-    detail = _scrub(result.detail, settings)[:DETAIL_MAX]
+    ``sandbox_delivery_timeout`` seconds per attempt. Never raises: an unexpected error (a
+    bad setting, a bug) is a failure too, so no outbox row stays "sending"."""
+    try:
+        if message.channel == "email":
+            result = send_email(settings, message)
+        elif message.channel == "sms":
+            result = send_sms(settings, message)
+        else:
+            result = Result(FAILED, f"unknown channel {message.channel!r}")
+    except Exception as exc:  # noqa: BLE001 - reported as the message's result
+        log.error("passcode %s: unexpected error\n%s", message.channel,
+                  _scrub("".join(traceback.format_exception(exc)), settings, message))
+        result = Result(FAILED, f"unexpected error ({type(exc).__name__}); see the sandbox's log")
+    detail = _scrub(result.detail, settings, message)[:DETAIL_MAX]
     log.info("passcode %s: %s (%s)", message.channel, result.status, detail)
     return Result(result.status, detail)
 
@@ -161,11 +168,15 @@ def _timeout(settings: dict) -> float:
     return max(0.1, float(settings.get("sandbox_delivery_timeout") or 10.0))
 
 
-def _scrub(text: str, settings: dict) -> str:
+def _scrub(text: str, settings: dict, message: Message) -> str:
+    """``text`` without the SMTP password, the Twilio auth token or the message's passcode
+    (a server may echo any of them; the detail is shown on the passcode page and logged)."""
     for key in ("sandbox_smtp_password", "sandbox_twilio_auth_token"):
         secret = str(settings.get(key) or "")
         if len(secret) >= 4:
             text = text.replace(secret, "••••")
+    for code in set(re.findall(r"\b\d{6}\b", message.text)):
+        text = re.sub(rf"\b{code}\b", "••••••", text)
     return text
 
 

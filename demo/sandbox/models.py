@@ -235,6 +235,8 @@ class OutboxMessage(Base):
     only records (the fictional real customers), with what became of it."""
 
     __tablename__ = "outbox"
+    #: ids are never reused after a clear (a delivery still in flight records by id)
+    __table_args__ = {"sqlite_autoincrement": True}
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     created: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     channel: Mapped[str] = mapped_column(String(8))

@@ -175,7 +175,12 @@ def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company
         (s.query(OutboxMessage).filter_by(pending_id=pending.id, delivery=delivery.QUEUED)
          .update({"delivery": delivery.NOT_SENT, "detail": "not sent: replaced by a newer passcode"},
                  synchronize_session=False))
-        if pending.deliver:
+        if pending.deliver and recipient_full(s, pending.contact_channel, pending.contact_address, settings):
+            cap = int(settings["sandbox_recipient_max"])
+            result, detail = delivery.FAILED, (f"not sent: {cap} passcodes already went to this "
+                                               f"{'number' if pending.contact_channel == 'sms' else 'address'} "
+                                               "in the last hour, the sandbox's limit; try again later")
+        elif pending.deliver:
             result, detail = delivery.QUEUED, ""
         else:
             result, detail = delivery.NOT_SENT, "not sent: fictional customer"
@@ -186,6 +191,21 @@ def issue_otp(s: Session, pending: PendingAuthorization, settings: dict, company
         pending.otp_delivery, pending.otp_delivery_detail = result, detail
     else:
         pending.otp_shown = code if settings["sandbox_show_test_otp"] else None
+
+
+def recipient_full(s: Session, channel: str | None, to: str | None, settings: dict) -> bool:
+    """Whether this phone or address already got ``sandbox_recipient_max`` passcodes sent (or
+    being sent) in the last hour, from any request: with SMTP or Twilio configured, TEST_
+    lookups must not let anyone flood someone else's inbox or phone."""
+    cap = int(settings.get("sandbox_recipient_max") or 0)
+    if cap <= 0 or not to:
+        return False
+    since = utcnow() - timedelta(seconds=HOUR)
+    sent = (s.query(OutboxMessage.id)
+            .filter(OutboxMessage.channel == channel, OutboxMessage.to == to, OutboxMessage.created > since,
+                    OutboxMessage.delivery.in_((delivery.QUEUED, delivery.SENDING, delivery.DELIVERED)))
+            .limit(cap).count())
+    return sent >= cap
 
 
 # ---- delivery, outside any transaction ---------------------------------------------------
@@ -208,11 +228,12 @@ def claim_queued(s: Session, pending_id: str) -> list[tuple[int, delivery.Messag
 def record_delivery(s: Session, outbox_id: int, pending_id: str, result: delivery.Result) -> None:
     """Store what became of a message; the passcode page shows it while it is the newest one."""
     row = s.get(OutboxMessage, outbox_id)
-    if row is not None:
+    if row is not None:       # None: the browser cleared its outbox meanwhile
         row.delivery, row.detail, row.delivered_at = result.status, result.detail, utcnow()
-    newest = s.query(func.max(OutboxMessage.id)).filter_by(pending_id=pending_id).scalar()
+    newer = (s.query(OutboxMessage.id)
+             .filter(OutboxMessage.pending_id == pending_id, OutboxMessage.id > outbox_id).first())
     pending = s.get(PendingAuthorization, pending_id)
-    if pending is not None and newest == outbox_id:
+    if pending is not None and newer is None:
         pending.otp_delivery, pending.otp_delivery_detail = result.status, result.detail
 
 
@@ -261,6 +282,25 @@ def _duration(seconds: int) -> str:
         return f"{seconds} second{'s' if seconds != 1 else ''}"
     minutes = math.ceil(seconds / 60)
     return f"{minutes} minutes"
+
+
+def send_wait(s: Session, pending: PendingAuthorization, settings: dict, interval: bool = True) -> Wait:
+    """:func:`resend_wait`, for a request about to issue a passcode in this transaction: the
+    row is write-locked first and read again, so of two requests at once the second waits
+    for the first to commit and sees its passcode (SQLite has no ``SELECT ... FOR UPDATE``;
+    a no-op ``UPDATE`` takes the lock there, and the row lock elsewhere)."""
+    (s.query(PendingAuthorization).filter_by(id=pending.id)
+     .update({PendingAuthorization.stage: PendingAuthorization.stage}, synchronize_session=False))
+    s.refresh(pending)
+    return resend_wait(pending, settings, interval=interval)
+
+
+def resend(s: Session, pending: PendingAuthorization, settings: dict, company_name: str | None) -> Wait:
+    """A new passcode, unless the limits say to wait (then how long)."""
+    wait = send_wait(s, pending, settings)
+    if not wait:
+        issue_otp(s, pending, settings, company_name)
+    return wait
 
 
 def resend_wait(pending: PendingAuthorization, settings: dict, now: float | None = None,
@@ -322,8 +362,10 @@ def outbox_messages(s: Session, wanted: OutboxFilter, limit: int = OUTBOX_LIMIT)
         query = query.filter(OutboxMessage.scenario == wanted.scenario)
     if wanted.result:
         query = query.filter(OutboxMessage.delivery == wanted.result)
+    if wanted.browser_hash == "":          # a browser that caused nothing: not the rows without one
+        return [], 0
     if wanted.browser_hash is not None:
-        query = query.filter(OutboxMessage.browser_hash == (wanted.browser_hash or None))
+        query = query.filter(OutboxMessage.browser_hash == wanted.browser_hash)
     total = query.count()
     return query.order_by(OutboxMessage.id.desc()).limit(limit).all(), total
 

@@ -131,9 +131,9 @@ def lookup():
             prefill = portal.prefill(pending)
             if prefill:  # a prefill that found nobody: let the customer correct it
                 form.method.data, form.value.data = prefill
-        error, status, issued = None, 200, None
+        error, status, issued = None, 422, None
         if form.validate_on_submit():
-            wait = portal.resend_wait(pending, ctx().settings, interval=False)
+            wait = portal.send_wait(s, pending, ctx().settings, interval=False)
             if wait:
                 error, status = wait.message, 429
             else:
@@ -144,9 +144,8 @@ def lookup():
             error = "Check the highlighted field."
         if issued is None:
             notice, pending.notice = pending.notice, None
-            status = status if status != 200 else (422 if error else 200)
             return render_template("sandbox/lookup.html", form=form, error=error, notice=notice,
-                                   company=_company(s, pending), step=1), status
+                                   company=_company(s, pending), step=1), (status if error else 200)
     _deliver(issued)
     return redirect(url_for(".verify"), 303)
 
@@ -207,10 +206,9 @@ def resend():
         pending = _pending(s)
         if pending.stage != "otp":
             return redirect(url_for(".lookup"), 303)
-        wait = portal.resend_wait(pending, ctx().settings)
+        wait = portal.resend(s, pending, ctx().settings, _company(s, pending))
         if wait:
             return _verify_page(s, pending, OtpForm(formdata=None), wait.message, 429, wait)
-        portal.issue_otp(s, pending, ctx().settings, _company(s, pending))
         pending_id = pending.id
     _resent(_deliver(pending_id))
     return redirect(url_for(".verify"), 303)
@@ -350,13 +348,13 @@ def my_authorizations():
             summaries = [portal.summarize(s, ctx().directory, row) for row in portal.authorizations_of(s, account)]
             return render_template("sandbox/my/list.html", customer=customer, summaries=summaries)
         form = LookupForm()
-        error, status, issued = None, 200, None
+        error, status, issued = None, 422, None
         if form.validate_on_submit():
             # a sign-in still at lookup or passcode goes on (its resend limits with it)
             if pending is None or pending.stage not in ("lookup", "otp"):
                 pending = portal.begin_self_service(s, browser_hash=_browser_hash())
                 session["my_pending"] = pending.id
-            wait = portal.resend_wait(pending, ctx().settings, interval=False)
+            wait = portal.send_wait(s, pending, ctx().settings, interval=False)
             if wait:
                 error, status = wait.message, 429
             else:
@@ -369,8 +367,8 @@ def my_authorizations():
             notice = None
             if pending is not None:
                 notice, pending.notice = pending.notice, None
-            status = status if status != 200 else (422 if error else 200)
-            return render_template("sandbox/my/lookup.html", form=form, error=error, notice=notice), status
+            return render_template("sandbox/my/lookup.html", form=form, error=error, notice=notice), \
+                (status if error else 200)
     _deliver(issued)
     return redirect(url_for(".my_verify"), 303)
 
@@ -403,10 +401,9 @@ def my_resend():
         pending = _self_service(s)
         if pending is None or pending.stage != "otp":
             return redirect(url_for(".my_authorizations"), 303)
-        wait = portal.resend_wait(pending, ctx().settings)
+        wait = portal.resend(s, pending, ctx().settings, None)
         if wait:
             return _verify_page(s, pending, OtpForm(formdata=None), wait.message, 429, wait)
-        portal.issue_otp(s, pending, ctx().settings, None)
         pending_id = pending.id
     _resent(_deliver(pending_id))
     return redirect(url_for(".my_verify"), 303)
@@ -459,20 +456,17 @@ def outbox():
     form = OutboxFilterForm(formdata=request.args)
     scenarios = sorted({c.scenario for c in ctx().directory.customers})
     form.scenario.choices = [SelectChoice("", "Any")] + [SelectChoice(sc, sc) for sc in scenarios]
-    error, messages, total = None, [], 0
+    own = _browser_hash(create=False)
+    error, messages, total, mine_count = None, [], 0, 0
     if not form.validate():
         error = "Check the filters: " + "; ".join(
             f"{getattr(form, name).label.text}: {errors[0]}" for name, errors in form.errors.items())
-    else:
-        browser = (_browser_hash(create=False) or "") if form.mine.data else None
-        wanted = portal.OutboxFilter(channel=form.channel.data or "", to=form.to.data or "",
-                                     scenario=form.scenario.data or "", result=form.result.data or "",
-                                     browser_hash=browser)
     with ctx().db.session() as s:
         if error is None:
+            wanted = portal.OutboxFilter(channel=form.channel.data or "", to=form.to.data or "",
+                                         scenario=form.scenario.data or "", result=form.result.data or "",
+                                         browser_hash=(own or "") if form.mine.data else None)
             messages, total = portal.outbox_messages(s, wanted)
-        mine_count = 0
-        own = _browser_hash(create=False)
         if own:
             mine_count = s.query(OutboxMessage).filter_by(browser_hash=own).count()
         return render_template("sandbox/outbox.html", form=form, messages=messages, total=total, error=error,
