@@ -111,7 +111,10 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
         MAX_CONTENT_LENGTH=1024 * 1024,
         WTF_CSRF_TIME_LIMIT=3600,
         # Flask-WTF's extra https check wants a same-origin Referer, which Referrer-Policy: no-referrer
-        # (below) stops browsers from sending: every POST over https failed. The token check stays.
+        # (below) stops browsers from sending, even to the same origin: every POST over https failed
+        # (tests/test_embed.py). Origin cannot stand in: under no-referrer a form POST sends "null".
+        # What stops cross-site POSTs is the token check, which stays on for every POST: the token is
+        # bound to the session, in an HttpOnly cookie that is Secure over https.
         WTF_CSRF_SSL_STRICT=False,
         TEMPLATES_AUTO_RELOAD=False,
     )

@@ -304,3 +304,39 @@ def test_secret_key_is_shared_by_workers_starting_together(tmp_path):
         t.join()
     assert len(keys) == 8 and len(set(keys)) == 1 and len(keys[0]) == 64
     assert sorted(p.name for p in (tmp_path / "inst").iterdir()) == ["secret_key"]
+
+
+def test_embed_origins_from_env_are_split_and_checked(instance):
+    env = {"GBC_EMBED_ORIGINS": "https://sales.example.com, http://localhost:8080  https://[::1]:9000"}
+    assert _load(instance, env=env)["embed_origins"] == [
+        "https://sales.example.com", "http://localhost:8080", "https://[::1]:9000"]
+    assert _load(instance)["embed_origins"] == []
+
+
+@pytest.mark.parametrize("bad", [["https://sales.example.com/"], ["https://sales.example.com/deck"], ["*"],
+                                 ["https://*.example.com"], ["sales.example.com"], ["'self'"],
+                                 ["https://a.example.com; script-src *"], [5], 5, {"a": 1}])
+def test_bad_embed_origins_are_a_config_error(instance, bad):
+    with pytest.raises(ConfigError, match="embed_origins"):
+        _load(instance, embed_origins=bad)
+
+
+def test_embed_origins_in_a_file_must_be_a_list(instance):
+    (instance / "gbc.toml").write_text("embed_origins = 443\n")
+    with pytest.raises(ConfigError, match="embed_origins"):
+        _load(instance)
+
+
+@pytest.mark.parametrize("bad", ["0f6b6b", "#0f6b6", "#0f6b6bz", "teal", 123])
+def test_bad_brand_accent_is_a_config_error(instance, bad):
+    with pytest.raises(ConfigError, match="brand_accent"):
+        _load(instance, brand_accent=bad)
+
+
+def test_preset_link_ttl_must_be_seconds(instance):
+    (instance / "gbc.toml").write_text('preset_link_ttl = "a week"\n')
+    with pytest.raises(ConfigError, match="preset_link_ttl"):
+        _load(instance)
+    with pytest.raises(ConfigError, match="GBC_PRESET_LINK_TTL"):
+        _load(instance, env={"GBC_PRESET_LINK_TTL": "a week"})
+    assert _load(instance, env={"GBC_PRESET_LINK_TTL": "3600"})["preset_link_ttl"] == 3600

@@ -138,6 +138,13 @@ def test_toggle_never_sends_the_visitor_off_site(live, visitor):
     for target in ("//evil.example/", "https://evil.example/", "/\\evil.example", "runs"):
         page = post_form(visitor, home, "presenter-form", state="off", next=target)
         assert page.url == live.site_url + "/", target
+    # browsers drop tabs and newlines from URLs ("/\t/x" is "//x"), and read "\" as "/"
+    for target in ("/\t/evil.example", "/\n/evil.example", "/\r\n/evil.example", "\\/evil.example",
+                   " //evil.example", "/\\/evil.example", "javascript:alert(1)", "///evil.example"):
+        resp = visitor.http.post(live.site_url + "/presenter", allow_redirects=False, timeout=10,
+                                 data={"csrf_token": by_id(home, "presenter-form").inputs["csrf_token"].value,
+                                       "state": "off", "next": target})
+        assert resp.status_code == 303 and resp.headers["Location"] in ("/", live.site_url + "/"), target
 
 
 def test_config_turns_it_on_for_everyone_and_each_visitor_may_switch(presenting, visitor):

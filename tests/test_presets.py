@@ -259,6 +259,18 @@ def test_share_page_defaults(site, visitor):
     assert site.settings["client_id"] in page.body_text
 
 
+def test_share_and_home_tick_the_same_default_blocks(site, visitor):
+    """Both pages start from the configured scope's requestable blocks, 4, 16 and 51 when it has none."""
+    def ticked(path):
+        page = visitor.get(site.site_url + path)
+        return [i.get("value") for i in page.doc.cssselect("input[name=function_blocks][checked]")]
+
+    save_settings(visitor, site, scope="FB=1_3_4_5_13_39")
+    assert ticked("/share") == ticked("/") == ["4", "39"]
+    save_settings(visitor, site, scope="FB=1_3")
+    assert ticked("/share") == ticked("/") == ["4", "16", "51"]
+
+
 def test_share_page_says_when_no_origin_is_allowed(live, visitor):
     page = visitor.get(live.site_url + "/share")
     assert "None is set" in page.text_of("embed-origins-none")
@@ -389,3 +401,25 @@ def test_keeping_my_settings_only_fills_in_the_form(site, visitor):
     home = page.form("/p/").submit(visitor, button="keep")
     assert home.status == 200 and home.doc.get_element_by_id("lookup_value").value == "111-111-1111"
     assert visitor_values(visitor, site)["utility"] == "PCE"
+
+
+def test_embed_snippet_escapes_its_attributes():
+    from demo.site.share_views import embed_snippet
+
+    snippet = embed_snippet("https://demo.example.com/p/abc", 'Acme "Energy" <Partners> & Co')
+    assert snippet.startswith('<iframe src="https://demo.example.com/p/abc" '
+                              'title="Acme &quot;Energy&quot; &lt;Partners&gt; &amp; Co: Green Button Connect demo" ')
+    assert snippet.count('"') % 2 == 0 and "<Partners>" not in snippet
+
+
+def test_secret_note_says_where_the_secret_comes_from():
+    from demo.site.share_views import secret_note
+
+    saved = secret_note("B", "A", "s3cret-value-1234")
+    assert "1234" in saved and "s3cret-value-1234" not in saved and "B" in saved
+    assert secret_note("A", "A", None) == "The configured client secret applies: it belongs to A."
+    # the configured secret never goes to a token endpoint the visitor typed (runs.effective_settings)
+    own = secret_note("A", "A", None, own_token_url=True)
+    assert "applies" not in own and "Settings" in own
+    other = secret_note("B", "A", None)
+    assert "Links never carry secrets" in other and "client secret of B" in other

@@ -11,7 +11,7 @@ from ..web import allow_form_action, origin
 from . import otp_test
 from . import runs as runs_mod
 from .otp_forms import OtpTestForm
-from .views import ctx, current_settings, public, send_to_custodian, visitor_id
+from .views import _timeout, ctx, current_settings, public, send_to_custodian, visitor_id
 
 bp = Blueprint("otp_test", __name__)
 
@@ -78,8 +78,7 @@ def builder():
         built = _build(form, target)
         if not valid or built is None:
             return _render(eff, form, target, built, 400)
-        run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, built.scope, built.lookup,
-                                      float(ctx().settings["http_timeout"]))
+        run, url = runs_mod.start_run(s, visitor_id(), eff, ctx().vault, built.scope, built.lookup, _timeout())
         run_id = run.id
     return send_to_custodian(eff, run_id, url)
 

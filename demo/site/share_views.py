@@ -9,18 +9,19 @@ describing presets live in :mod:`.presets`.
 """
 from __future__ import annotations
 
+from html import escape
+
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, SelectField, SubmitField
 from wtforms.validators import InputRequired
 
-from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
 from ..tokens import mask
 from . import presets
 from . import runs as runs_mod
 from .forms import ConnectForm
 from .models import VisitorSettings
-from .views import ctx, current_settings, public, visitor_id
+from .views import _connect_form, _timeout, connect_choices, ctx, current_settings, public, visitor_id
 
 bp = Blueprint("share", __name__)
 
@@ -42,36 +43,19 @@ def _signing_key() -> str:
     return current_app.config["SECRET_KEY"]
 
 
-def _timeout() -> float:
-    return float(ctx().settings["http_timeout"])
-
-
 def _share_form(eff: dict) -> ShareForm:
+    """The home page's connect form (same defaults, same query handling) plus the link's options."""
     default_ttl = presets.default_expiry(ctx().settings["preset_link_ttl"])
-    if request.method == "POST":
-        form = ShareForm()
-    else:
-        form = ShareForm(request.args if request.args else None, meta={"csrf": False})
-        if not request.args:
-            try:
-                form.function_blocks.data = [fb for fb in parse_scope(eff["scope"]).function_blocks
-                                             if fb in REQUESTABLE_FUNCTION_BLOCKS]
-            except ScopeError:
-                form.function_blocks.data = [4, 16, 51]
-        if "expires_in" not in request.args:
-            form.expires_in.data = default_ttl
-    form.expires_in.choices = [(ttl, label) for ttl, label in presets.expiry_choices(default_ttl)]
+    form = _connect_form(eff, ShareForm)
+    if request.method == "GET" and "expires_in" not in request.args:
+        form.expires_in.data = default_ttl
+    form.expires_in.choices = presets.expiry_choices(default_ttl)
     return form
 
 
-def _choices(form: ShareForm) -> dict:
-    return dict(function_blocks=form.function_blocks.data or [], history=form.history.data or "",
-                end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
-                lookup_value=(form.lookup_value.data or "").strip(), noedit=bool(form.noedit.data),
-                meters_all=bool(form.meters_all.data))
-
-
 def embed_snippet(src: str, company: str) -> str:
+    """The iframe to paste (shown escaped on the page; its own attributes escaped for the paste)."""
+    src, company = escape(src, quote=True), escape(company, quote=True)
     return (f'<iframe src="{src}" title="{company}: Green Button Connect demo" '
             f'width="{EMBED_WIDTH}" height="{EMBED_HEIGHT}" allow="clipboard-write"></iframe>')
 
@@ -86,7 +70,7 @@ def share_page():
     status = 200
     if request.method == "POST":
         valid = form.validate_on_submit()
-        choices = _choices(form)
+        choices = connect_choices(form)
         review = runs_mod.review(eff, _timeout(), **choices)
         if review["error"]:
             flash(review["error"], "error")
@@ -117,13 +101,19 @@ def _refuse(exc: presets.PresetError):
     return render_template("site/error.html", code=code, title=title, message=exc.message), code
 
 
-def secret_note(new_client_id: str, configured_client_id: str, saved_secret: str | None) -> str:
-    """What happens to the client secret when the link's client_id becomes the visitor's."""
+def secret_note(new_client_id: str, configured_client_id: str, saved_secret: str | None,
+                own_token_url: bool = False) -> str:
+    """What happens to the client secret when the link's client_id becomes the visitor's.
+    ``own_token_url``: the visitor set a token endpoint other than the configured one, where the
+    configured secret is never sent (:func:`.runs.effective_settings`)."""
     if saved_secret:
         return (f"The client secret saved in this browser ({mask(saved_secret)}) stays saved. If it is not the "
                 f"secret of {new_client_id}, enter the right one on Settings before you connect.")
-    if new_client_id == configured_client_id:
+    if new_client_id == configured_client_id and not own_token_url:
         return f"The configured client secret applies: it belongs to {configured_client_id}."
+    if new_client_id == configured_client_id:
+        return (f"The configured client secret of {configured_client_id} is only sent to the configured token "
+                f"endpoint, and yours is another: enter the client secret on Settings before you connect.")
     return (f"Links never carry secrets, and the configured client secret is only used with the configured "
             f"client_id ({configured_client_id}). After saving, enter the client secret of {new_client_id} "
             f"on Settings before you connect.")
@@ -149,6 +139,7 @@ def open_preset(token: str):
             return _go_home(preset)
         row = s.get(VisitorSettings, visitor_id())
         saved_secret = ctx().vault.decrypt(row.client_secret_enc) if row is not None else None
+        own_token = eff["token_url"] != ctx().settings["token_url"]
         form = ConfirmForm()
         if request.method == "POST":
             if not form.validate_on_submit():
@@ -159,10 +150,12 @@ def open_preset(token: str):
                 runs_mod.save_visitor_settings(s, visitor_id(), values, None, ctx().vault)
                 message = f"Settings saved from the link: utility {preset.utility}, client_id {preset.client_id}."
                 if preset.client_id != ctx().settings["client_id"] or saved_secret:
-                    message += " " + secret_note(preset.client_id, ctx().settings["client_id"], saved_secret)
+                    message += " " + secret_note(preset.client_id, ctx().settings["client_id"], saved_secret,
+                                                 own_token)
                 flash(message, "ok")
             return _go_home(preset)
     return render_template("site/preset.html", form=form, token=token, changes=changes,
-                           secret_note=secret_note(preset.client_id, ctx().settings["client_id"], saved_secret)
+                           secret_note=secret_note(preset.client_id, ctx().settings["client_id"], saved_secret,
+                                                   own_token)
                            if any(label == "client_id" for label, _old, _new in changes) else None,
                            description=presets.describe(preset), nav_active="share")

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, current_app, flash, redirect, render_templat
 
 from ..config import SECRET_VISITOR_KEYS
 from ..lookup import LOOKUP_LABELS
-from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, parse_scope
+from ..scope import ScopeError, parse_scope
 from ..tokens import mask, new_uid
 from ..web import allow_form_action, origin
 from . import exchanges as ex_mod
@@ -14,6 +14,7 @@ from . import integrator
 from . import runs as runs_mod
 from .forms import ConnectForm, ResetForm, SettingsForm
 from .models import Run, VisitorSettings
+from .otp_test import configured_blocks
 
 bp = Blueprint("site", __name__)
 
@@ -47,25 +48,28 @@ def _timeout() -> float:
     return float(ctx().settings["http_timeout"])
 
 
-def _connect_form(eff: dict) -> ConnectForm:
-    form = ConnectForm(request.args if request.method == "GET" and request.args else None,
-                       meta={"csrf": request.method != "GET"})
-    if request.method == "GET" and not request.args:
-        try:
-            form.function_blocks.data = [fb for fb in parse_scope(eff["scope"]).function_blocks
-                                         if fb in REQUESTABLE_FUNCTION_BLOCKS]
-        except ScopeError:
-            form.function_blocks.data = [4, 16, 51]
+def _connect_form(eff: dict, form_class: type[ConnectForm] = ConnectForm) -> ConnectForm:
+    """The connect form (or a subclass, such as the share page's) from the POST body, the query
+    (links, the no-JS "Update preview") or, on a bare GET, the configured scope's function blocks."""
+    if request.method != "GET":
+        return form_class()                     # Flask-WTF reads the POST body and checks the token
+    form = form_class(request.args or None, meta={"csrf": False})
+    if not request.args:
+        form.function_blocks.data = configured_blocks(eff["scope"])
     return form
+
+
+def connect_choices(form: ConnectForm) -> dict:
+    """The connect form's choices as :func:`.runs.review` and :func:`.presets.make` take them."""
+    return dict(function_blocks=form.function_blocks.data or [], history=form.history.data or "",
+                end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
+                lookup_value=(form.lookup_value.data or "").strip(), noedit=bool(form.noedit.data),
+                meters_all=bool(form.meters_all.data))
 
 
 def _preview(form: ConnectForm, eff: dict) -> dict:
     """The Review section for the form's current values (see :func:`.runs.review`)."""
-    return runs_mod.review(
-        eff, _timeout(), function_blocks=form.function_blocks.data or [], history=form.history.data or "",
-        end_date=form.end_date.data, lookup_type=form.lookup_type.data or "none",
-        lookup_value=form.lookup_value.data or "", noedit=bool(form.noedit.data),
-        meters_all=bool(form.meters_all.data))
+    return runs_mod.review(eff, _timeout(), **connect_choices(form))
 
 
 def _render_home(eff: dict, form: ConnectForm, review: dict, status: int = 200):

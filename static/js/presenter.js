@@ -57,7 +57,9 @@
   document.addEventListener("click", function (event) {
     var link = event.target.closest ? event.target.closest('a[href^="#"]') : null;
     if (!link || shown()) { return; }
-    var target = document.getElementById(decodeURIComponent(link.getAttribute("href").slice(1)));
+    var id = link.getAttribute("href").slice(1);
+    try { id = decodeURIComponent(id); } catch (e) { /* a malformed escape: use the id as written */ }
+    var target = id ? document.getElementById(id) : null;
     if (target && target.closest("[data-technical]")) {
       apply(true);
       remember(true).catch(function () { /* the panels are shown anyway */ });
