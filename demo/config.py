@@ -98,6 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "sandbox_delivery_timeout": 10.0,        # seconds per SMTP or Twilio attempt
     "sandbox_resend_interval": 30,           # seconds a customer waits before asking for another passcode
     "sandbox_resend_max": 5,                 # passcodes per pending authorization per hour
+    "sandbox_recipient_max": 10,             # passcodes one phone or address may receive per hour (0: no cap)
     # sales demos: presenter mode, branding, embedding, shareable preset links
     "presenter": False,                      # presenter mode for every visitor (each may switch it)
     "brand_logo": "",                        # an image file (relative to config/ or absolute)
@@ -253,10 +254,16 @@ def _validate(settings: dict[str, Any]) -> None:
     origins = settings["embed_origins"]
     if isinstance(origins, str):
         origins = settings["embed_origins"] = [o for o in re.split(r"[\s,]+", origins) if o]
+    if not isinstance(origins, list):
+        raise ConfigError(f"embed_origins must be a list of origins like [\"https://www.example.com\"], "
+                          f"got {origins!r}")
     for value in origins:
         if not (isinstance(value, str) and _ORIGIN.fullmatch(value)):
             raise ConfigError(f"embed_origins takes origins like https://www.example.com (scheme, host and "
                               f"optional port, no path), got {value!r}")
+    ttl = settings["preset_link_ttl"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int):   # out of range: the share page offers 7 days
+        raise ConfigError(f"preset_link_ttl must be a whole number of seconds, got {ttl!r}")
     for key in ("site_port", "sandbox_port"):
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
