@@ -472,6 +472,10 @@ def test_fill_the_page_and_type_the_passcode_in_chromium(live, browser):
             "FB=4_16_51;AdditionalScope=auth-email-TEST_commercial_browser.qa@example.com")
         expect(page.locator("#otp-outbox")).to_have_attribute(
             "href", live.sandbox_url + "/outbox?to=browser.qa%40example.com")
+        # the submit's error is gone once the preview reads the contact fine
+        expect(page.locator("#contact-errors")).to_have_count(0)
+        expect(page.locator("#contact")).not_to_have_attribute("aria-invalid", "true")
+        assert "contact-errors" not in (page.locator("#contact").get_attribute("aria-describedby") or "")
         page.screenshot(path=str(SCREENSHOTS / "otp-test-01-builder.png"), full_page=True)
         page.get_by_role("button", name="Start the flow").click()
         page.wait_for_url(re.compile(re.escape(live.sandbox_url) + r"/.*authorize/verify$"))

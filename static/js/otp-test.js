@@ -38,9 +38,37 @@
     return params;
   }
 
+  // A field the server marked wrong on submit, that the preview now reads fine: drop the stale
+  // error (its message, aria-invalid and the reference to it) so the page doesn't contradict itself.
+  function clearFixed(errors) {
+    form.querySelectorAll(".field.has-error").forEach(function (field) {
+      var list = field.querySelector(".field-errors");
+      var name = list && list.id.replace(/-errors$/, "");
+      if (!name || errors[name]) {
+        return;
+      }
+      field.classList.remove("has-error");
+      list.remove();
+      field.querySelectorAll("[aria-invalid]").forEach(function (el) {
+        el.removeAttribute("aria-invalid");
+      });
+      field.querySelectorAll("[aria-describedby]").forEach(function (el) {
+        var ids = el.getAttribute("aria-describedby").split(" ").filter(function (id) {
+          return id && id !== list.id;
+        });
+        if (ids.length) {
+          el.setAttribute("aria-describedby", ids.join(" "));
+        } else {
+          el.removeAttribute("aria-describedby");
+        }
+      });
+    });
+  }
+
   function render(data) {
     var errors = data.errors || {};
     var keys = Object.keys(errors);
+    clearFixed(errors);
     if (keys.length) {
       var contact = form.querySelector("[name=contact]");
       var typed = contact && contact.value.trim();
