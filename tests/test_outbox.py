@@ -278,7 +278,7 @@ def test_two_resends_at_once_issue_one_passcode(tmp_path):
         assert reading.wait(5)
         time.sleep(0.1)                       # let it reach the lock (if it doesn't, it reads after the commit)
     thread.join(10)
-    assert second["wait"] and "A passcode was just sent" in second["wait"].message
+    assert second["wait"] and "A passcode was just issued" in second["wait"].message
     with db.session() as s:
         assert s.query(OutboxMessage).filter_by(pending_id=pending_id).count() == 1
         assert len(s.get(PendingAuthorization, pending_id).otp_sent) == 2

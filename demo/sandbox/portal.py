@@ -320,7 +320,7 @@ def resend_wait(pending: PendingAuthorization, settings: dict, now: float | None
     if interval and sent and gap > 0:
         seconds = math.ceil(sent[-1] + gap - now)
         if seconds > 0:
-            return Wait(seconds, f"A passcode was just sent. You can ask for a new one in {_duration(seconds)}.")
+            return Wait(seconds, f"A passcode was just issued. You can ask for a new one in {_duration(seconds)}.")
     return Wait()
 
 
