@@ -403,7 +403,7 @@ def test_start_over_deletes_only_this_visitors_runs(live):
 
     runs = a.get(live.site_url + "/runs")
     assert by_id(runs, "start-over").text_content().strip() == "Start over"
-    assert by_id(runs, "outbox-clear-link").get("href") == live.sandbox_url + "/outbox"
+    assert by_id(runs, "outbox-clear-link").get("href") == live.sandbox_url + "/outbox?mine=y"
     refused = a.request("POST", live.site_url + "/reset", data={})
     assert refused.status == 400
     assert _counts(live, *a_ids) == before_a
