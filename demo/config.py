@@ -106,6 +106,16 @@ DEFAULTS: dict[str, Any] = {
     "brand_welcome": "",                     # a paragraph on the home page in presenter mode
     "embed_origins": [],                     # origins that may frame both apps (frame-ancestors)
     "preset_link_ttl": 604800,               # seconds a shared preset link stays valid (7 days)
+    # rate limits per client IP on the sandbox's forms (demo/ratelimit.py); limits as "N per <period>",
+    # several separated by ";", empty for none. Per pending authorization, sandbox_otp_max_attempts still holds.
+    "ratelimit_enabled": True,
+    "ratelimit_storage_url": "memory://",    # one process; "redis://host:6379/0" (pip install redis) for several
+    "ratelimit_otp": "30 per 10 minutes",    # wrong passcodes (both flows together); right ones don't count
+    "ratelimit_lookup": "60 per 10 minutes",  # account lookups and passcode resends (each may send a passcode)
+    "ratelimit_signin": "10 per minute;50 per hour",  # failed dashboard sign-ins
+    # caps on each download from the custodian (ESPI XML): http_timeout bounds each wait, these the whole
+    "http_max_body": 33554432,               # bytes (32 MB, after gzip decoding); more is cut off
+    "http_max_seconds": 60.0,                # seconds from the answer's headers to its last byte
 }
 
 #: Settings a visitor may change on the demo site's settings page.

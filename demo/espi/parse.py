@@ -75,11 +75,43 @@ class _PrologCheck:
         return None
 
 
+#: libxml2's resource limits (kept by ``huge_tree=False``), said in plain words: (pattern, text)
+_LIMITS = (
+    (re.compile(r"Excessive depth in document: (\d+)"),
+     "elements are nested more than {0} deep, the parser's limit (Green Button XML needs about 10); "
+     "refused as too deep"),
+    (re.compile(r"Text node too long"),
+     "a text node is longer than the parser's limit of 10,000,000 characters; refused as too large"),
+    (re.compile(r"Buffer size limit exceeded|[Nn]ame too long|AttValue length too long|"
+                r"Huge input lookup|Dictionary size limit exceeded"),
+     "a value or name is longer than the parser's limit; refused as too large"),
+    (re.compile(r"(Maximum )?[Ee]ntity amplification|[Ee]ntity loop|[Dd]etected an entity reference loop"),
+     "entities expand far beyond the document's size (an entity bomb); refused"),
+)
+
+
+def plain_message(message: str) -> str:
+    """libxml2's message, with its resource-limit errors (too deep, text too long, entity
+    amplification) said in plain words instead of "use XML_PARSE_HUGE option"."""
+    message = message.strip()
+    for pattern, text in _LIMITS:
+        found = pattern.search(message)
+        if found:
+            return text.format(*found.groups())
+    return message
+
+
+def xml_error(message: str, line: int | None, column: int | None) -> EspiError:
+    """The :class:`EspiError` for a libxml2 error at ``line``/``column``, resource limits in
+    plain words (:func:`plain_message`)."""
+    plain = plain_message(re.sub(r", line \d+, column \d+$", "", message.strip()))
+    if not line or line < 1:
+        return EspiError(f"Not XML: {plain}")
+    return EspiError(f"Not XML: line {line}, column {column}: {plain}")
+
+
 def _not_xml(exc: etree.XMLSyntaxError) -> EspiError:
-    message = re.sub(r", line \d+, column \d+$", "", exc.msg or str(exc))
-    if not exc.lineno or exc.lineno < 1:
-        return EspiError(f"Not XML: {message}")
-    return EspiError(f"Not XML: line {exc.lineno}, column {exc.offset}: {message}")
+    return xml_error(exc.msg or str(exc), exc.lineno, exc.offset)
 
 
 not_xml_error = _not_xml  # for the streaming reader (demo.espi.reader)

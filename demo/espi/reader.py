@@ -88,6 +88,7 @@ from .parse import (
     normalize_href,
     not_xml_error,
     usage_point_from,
+    xml_error,
 )
 
 __all__ = ["CostItem", "EspiError", "ReadingType", "Series", "Usage", "UsageSummary", "iter_interval_readings",
@@ -408,7 +409,7 @@ def _syntax_error(exc: etree.XMLSyntaxError) -> EspiError:
         errors = [e for e in exc.error_log if e.level_name in ("ERROR", "FATAL")]
         if errors and errors[-1].message != "no element found":
             last = errors[-1]
-            return EspiError(f"Not XML: line {last.line}, column {last.column}: {last.message}")
+            return xml_error(last.message, last.line, last.column)
     return not_xml_error(exc)
 
 

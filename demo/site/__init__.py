@@ -12,7 +12,10 @@ from ..lookup import CustomerDirectory
 from ..scope import describe_function_block
 from ..storage import Database, Vault
 from ..web import make_app
-from . import integrator  # noqa: F401 - its tables join Base.metadata before the database opens
+from . import (
+    client,
+    integrator,  # noqa: F401 - its tables join Base.metadata before the database opens
+)
 from .models import Base
 
 
@@ -50,6 +53,14 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(presenter_views.bp)
     app.register_blueprint(share_views.bp)
     app.register_blueprint(otp_views.bp)
+
+    limits = client.Limits.from_settings(settings)
+
+    @app.before_request
+    def download_limits() -> None:
+        """Every request fetches custodian XML within the configured caps (``http_max_body``,
+        ``http_max_seconds``): see :func:`.client.fetch_xml`."""
+        client.use_limits(limits)
 
     app.jinja_env.globals.update(describe_fb=describe_function_block, ts=format_ts, period=format_period)
     app.jinja_env.filters["urlencode_all"] = lambda value: quote(str(value), safe="")

@@ -4,10 +4,16 @@ custodian's ESPI resources over HTTP."""
 from __future__ import annotations
 
 import dataclasses
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
@@ -16,7 +22,40 @@ from ..espi import parse as espi_parse
 from ..espi.parse import EspiError
 from .explain import error_from_body, explain
 
+#: default caps on one download from the custodian (config ``http_max_body``, ``http_max_seconds``)
 MAX_BODY = 32 * 1024 * 1024
+MAX_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Caps on one download: ``max_body`` bytes (after any gzip decoding) and ``max_seconds`` of
+    total time from the answer's headers to its last byte (``timeout`` only bounds each wait,
+    so a body sent a byte at a time would otherwise never end)."""
+
+    max_body: int = MAX_BODY
+    max_seconds: float = MAX_SECONDS
+
+    @classmethod
+    def from_settings(cls, settings: Mapping) -> Limits:
+        """From ``http_max_body`` and ``http_max_seconds``; a missing, zero or negative value
+        keeps the default (a cap can't be switched off)."""
+        body, seconds = settings.get("http_max_body"), settings.get("http_max_seconds")
+        return cls(int(body) if body and int(body) > 0 else MAX_BODY,
+                   float(seconds) if seconds and float(seconds) > 0 else MAX_SECONDS)
+
+
+_limits: ContextVar[Limits | None] = ContextVar("gbc_download_limits", default=None)
+
+
+def use_limits(limits: Limits) -> None:
+    """Set the caps :func:`fetch_xml` applies in this context (the site sets them per request
+    from its configuration); without it the defaults apply."""
+    _limits.set(limits)
+
+
+def current_limits() -> Limits:
+    return _limits.get() or Limits()
 
 
 @dataclass(frozen=True)
@@ -197,37 +236,114 @@ ERROR_BODY = 64 * 1024
 
 
 def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0,
-              http: requests.Session | None = None) -> bytes:
-    """GET an ESPI resource with the Bearer token; capped in size and time. With ``http`` (a
-    recorder's session) the call is recorded; otherwise plain ``requests``."""
+              http: requests.Session | None = None, limits: Limits | None = None) -> bytes:
+    """GET an ESPI resource with the Bearer token; capped in size and total time (``limits``,
+    else :func:`current_limits`). With ``http`` (a recorder's session) the call is recorded;
+    otherwise plain ``requests``."""
+    limits = limits or current_limits()
     try:
         with (http or requests).get(url, headers={"Authorization": f"Bearer {access_token}",
                                                   "Accept": "application/atom+xml"},
                                     timeout=timeout, stream=True, allow_redirects=False) as resp:
-            if resp.status_code == 202:
-                retry = resp.headers.get("Retry-After", "").strip()
-                resp.raw.read(ERROR_BODY, decode_content=True)
-                raise NotReady(int(retry) if retry.isdigit() else None)
-            if resp.status_code != 200:
-                body = resp.raw.read(ERROR_BODY, decode_content=True).decode("utf-8", "replace")
-                code, desc = error_from_body(body)
-                if code:
-                    raise CustodianError(code, f"{url} answered HTTP {resp.status_code}: {explain(code)}",
-                                         step=step, status=resp.status_code, description=desc)
-                raise CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
-                                     status=resp.status_code, description=body[:500])
-            chunks, size = [], 0
-            for chunk in resp.iter_content(65536):
-                size += len(chunk)
-                if size > MAX_BODY:
-                    raise CustodianError("too_large", f"{url} sent more than {MAX_BODY // 2**20} MB.",
-                                         step=step)
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except requests.Timeout:
+            with _Deadline(resp, limits.max_seconds) as deadline:
+                try:
+                    return _read_body(resp, url, step, limits.max_body, deadline)
+                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+                    if deadline.expired:
+                        raise deadline.error(url, step) from None
+                    raise
+    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
         raise CustodianError("timeout", f"{url} did not answer within {timeout:g} s.", step=step) from None
     except requests.ConnectionError:
         raise CustodianError("connection", f"Could not connect to {url}.", step=step) from None
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:   # the body broke off
+        raise CustodianError("read_error", f"The answer from {url} was cut off: {type(exc).__name__}.",
+                             step=step) from None
+
+
+def _read_body(resp: requests.Response, url: str, step: str, max_body: int, deadline: _Deadline) -> bytes:
+    if resp.status_code == 202:
+        retry = resp.headers.get("Retry-After", "").strip()
+        resp.raw.read(ERROR_BODY, decode_content=True)
+        raise NotReady(int(retry) if retry.isdigit() else None)
+    if resp.status_code != 200:
+        body = resp.raw.read(ERROR_BODY, decode_content=True).decode("utf-8", "replace")
+        code, desc = error_from_body(body)
+        if code:
+            raise CustodianError(code, f"{url} answered HTTP {resp.status_code}: {explain(code)}",
+                                 step=step, status=resp.status_code, description=desc)
+        raise CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
+                             status=resp.status_code, description=body[:500])
+    declared = resp.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_body:      # refused before a byte of it is read
+        raise _too_large(url, step, max_body)
+    chunks, size = [], 0
+    for chunk in resp.iter_content(65536):
+        size += len(chunk)
+        if size > max_body:
+            raise _too_large(url, step, max_body)
+        if deadline.expired or deadline.passed():
+            raise deadline.error(url, step)
+        chunks.append(chunk)
+    if deadline.expired:
+        raise deadline.error(url, step)
+    return b"".join(chunks)
+
+
+def _too_large(url: str, step: str, max_body: int) -> CustodianError:
+    return CustodianError("too_large", f"{url} sent more than {_size(max_body)}, the site's limit "
+                          "(GBC_HTTP_MAX_BODY); it was cut off there.", step=step)
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n:,} bytes"
+
+
+class _Deadline:
+    """Cuts a download off after ``seconds``: between chunks by a clock check, and while a read
+    is blocked (a body sent a byte at a time) by a timer that shuts the connection's socket
+    down, so the blocked read returns at once. Used as a context manager around the reading."""
+
+    def __init__(self, resp: requests.Response, seconds: float) -> None:
+        self.resp, self.seconds = resp, seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def passed(self) -> bool:
+        if time.monotonic() >= self.end:
+            self.expired = True
+        return self.expired
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            conn = getattr(self.resp.raw, "connection", None)   # urllib3's HTTPConnection
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def error(self, url: str, step: str) -> CustodianError:
+        return CustodianError("timeout", f"{url} did not finish sending its answer within {self.seconds:g} s, "
+                              "the site's total time limit (GBC_HTTP_MAX_SECONDS); it was cut off there.",
+                              step=step)
 
 
 def usage_points_url(resource_uri: str) -> str:
