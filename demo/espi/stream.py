@@ -185,7 +185,8 @@ _NAMESPACE_URL = uuid.NAMESPACE_URL.bytes
 def _atom_id(path: str) -> str:
     """:func:`demo.espi.build.atom_id` of one path, without building UUID objects
     (one per IntervalBlock adds up over a two-year feed)."""
-    h = bytearray(hashlib.sha1(_NAMESPACE_URL + path.encode()).digest()[:16])
+    # UUIDv5 is SHA-1 by definition (RFC 9562); the id names a resource, it protects nothing
+    h = bytearray(hashlib.sha1(_NAMESPACE_URL + path.encode(), usedforsecurity=False).digest()[:16])
     h[6] = (h[6] & 0x0F) | 0x50
     h[8] = (h[8] & 0x3F) | 0x80
     x = h.hex()
