@@ -11,9 +11,11 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, g, render_template, request
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import HTTPException
 
+from . import ratelimit
 from .config import ensure_secret_key
 from .paths import STATIC, TEMPLATES
 
@@ -90,7 +92,8 @@ def session_cookie_config(settings: dict, public_url: str) -> dict:
             "SESSION_COOKIE_PARTITIONED": False}
 
 
-def make_app(import_name: str, settings: dict, *, role: str, error_template: str) -> Flask:
+def make_app(import_name: str, settings: dict, *, role: str, error_template: str,
+             too_many_template: str | None = None) -> Flask:
     app = Flask(
         import_name,
         template_folder=str(TEMPLATES),
@@ -167,9 +170,24 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
                                message="The form was missing its security token or it had expired. "
                                        "Go back, reload the page and try again."), 400
 
+    def api_path() -> bool:
+        return request.path.startswith(("/DataCustodian/", "/oauth/token")) or request.path.endswith(".json")
+
+    @app.errorhandler(RateLimitExceeded)
+    def too_many(exc):
+        # a per-IP limit of demo/ratelimit.py: raised before the view ran, so nothing stored changed
+        seconds = ratelimit.retry_after()
+        wait = ratelimit.wait_text(seconds)
+        headers = {"Retry-After": str(seconds)}
+        message = f"Too many attempts from your network. Try again in {wait}."
+        if api_path():
+            return {"error": "too_many_requests", "error_description": message}, 429, headers
+        return render_template(too_many_template or error_template, code=429, title="Too many attempts",
+                               message=message, wait=wait), 429, headers
+
     @app.errorhandler(HTTPException)
     def http_error(exc):
-        if request.path.startswith(("/DataCustodian/", "/oauth/token")) or request.path.endswith(".json"):
+        if api_path():
             return {"error": exc.name.lower().replace(" ", "_"), "error_description": exc.description}, exc.code
         return render_template(error_template, code=exc.code, title=exc.name,
                                message=exc.description), exc.code

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from .. import ratelimit
 from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..storage import Database
@@ -24,7 +25,8 @@ class SandboxContext:
 
 def create_app(settings: dict | None = None) -> Flask:
     settings = settings if settings is not None else load_config()
-    app = make_app(__name__, settings, role="sandbox", error_template="sandbox/error.html")
+    app = make_app(__name__, settings, role="sandbox", error_template="sandbox/error.html",
+                   too_many_template="sandbox/too_many.html")
     ctx = SandboxContext(settings, Database(settings["sandbox_database_url"], Base.metadata),
                          CustomerDirectory.from_file(config_file(settings, "sandbox_customers_file")))
     app.extensions["gbc_sandbox"] = ctx
@@ -40,6 +42,8 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(api_v2.bp)
     csrf.exempt(api_v2.bp)
     app.register_blueprint(oauth.bp)
+    # per-IP caps on the customer's lookup and passcode forms and the dashboard sign-in
+    ratelimit.init_app(app, settings, prefix="gbc-sandbox")
     if settings.get("sandbox_webhooks"):
         dispatcher = webhooks.Dispatcher(ctx.db, settings).start()
         app.extensions["gbc_webhooks"] = dispatcher

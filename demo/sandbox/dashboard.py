@@ -14,6 +14,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, session, url_for
 from werkzeug.wrappers import Response
 
+from .. import ratelimit
 from ..lookup import Contact
 from ..storage import Vault, utcnow
 from ..tokens import digest, mask
@@ -69,6 +70,7 @@ def home():
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
+@ratelimit.limited(ratelimit.SIGN_IN)
 def sign_in():
     form = SignInForm()
     error, status = None, 200

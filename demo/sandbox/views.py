@@ -23,6 +23,7 @@ from flask import (
 from werkzeug.test import EnvironBuilder
 from wtforms.fields.choices import SelectChoice
 
+from .. import ratelimit
 from ..lookup import LOOKUP_LABELS
 from ..scope import REQUESTABLE_FUNCTION_BLOCKS, ScopeError, describe_function_block
 from ..tokens import digest, new_token
@@ -123,6 +124,7 @@ def _company(s, pending) -> str:
 
 
 @bp.route("/authorize/lookup", methods=["GET", "POST"])
+@ratelimit.limited(ratelimit.SEND)
 def lookup():
     with ctx().db.session() as s:
         pending = _pending(s)
@@ -151,6 +153,7 @@ def lookup():
 
 
 @bp.route("/authorize/verify", methods=["GET", "POST"])
+@ratelimit.limited(ratelimit.PASSCODE)
 def verify():
     with ctx().db.session() as s:
         pending = _pending(s)
@@ -198,6 +201,7 @@ def _real_customer(pending: PendingAuthorization) -> bool:
 
 
 @bp.post("/authorize/resend")
+@ratelimit.limited(ratelimit.SEND)
 def resend():
     form = ResendForm()
     if not form.validate_on_submit():
@@ -339,6 +343,7 @@ def _self_service(s) -> PendingAuthorization | None:
 
 
 @bp.route("/my-authorizations", methods=["GET", "POST"])
+@ratelimit.limited(ratelimit.SEND)
 def my_authorizations():
     with ctx().db.session() as s:
         pending = _self_service(s)
@@ -374,6 +379,7 @@ def my_authorizations():
 
 
 @bp.route("/my-authorizations/verify", methods=["GET", "POST"])
+@ratelimit.limited(ratelimit.PASSCODE)
 def my_verify():
     with ctx().db.session() as s:
         pending = _self_service(s)
@@ -393,6 +399,7 @@ def my_verify():
 
 
 @bp.post("/my-authorizations/resend")
+@ratelimit.limited(ratelimit.SEND)
 def my_resend():
     form = ResendForm()
     if not form.validate_on_submit():
