@@ -354,7 +354,7 @@ def _whole(value: str, start: int, message: str) -> int:
     """A non-negative integer written in ASCII digits (at most 18 of them)."""
     if not _DIGITS.fullmatch(value) or len(value.lstrip("0")) > 18:
         raise ScopeError(message, value, start, start + len(value))
-    return int(value)
+    return _int(value)
 
 
 def _parse_blocks(value: str, offset: int, warnings: list[str]) -> tuple[int, ...]:
@@ -366,10 +366,10 @@ def _parse_blocks(value: str, offset: int, warnings: list[str]) -> tuple[int, ..
             raise ScopeError("FB has an empty item (two '_' in a row, or '_' at an end)", "_", at, at + 1)
         if not _DIGITS.fullmatch(piece):
             raise ScopeError(f"Function block '{piece}' is not a number", piece, start, start + len(piece))
-        if len(piece.lstrip("0")) > 2 or int(piece) == 0:
+        number = _int(piece) if len(piece.lstrip("0")) <= 2 else 0
+        if number == 0:
             raise ScopeError(f"Function block {piece} is out of range (1-99)",
                              piece, start, start + len(piece))
-        number = int(piece)
         if number in blocks:
             warnings.append(f"Function block {number} is listed twice")
         elif number not in FUNCTION_BLOCKS:
@@ -533,16 +533,17 @@ def explain_param(name: str, value: str) -> str:
     if name == "FB":
         count = len([p for p in value.split("_") if p])
         return f"{count} function block{'s' if count != 1 else ''}: the data and functions shared"
+    number = _number(value)
     if name == "HistoryLength":
-        return _history_words(int(value)) if _DIGITS.fullmatch(value) else "Not a number of seconds"
+        return _history_words(number) if number is not None else "Not a number of seconds"
     if name == "PreferredAuthEndDate":
-        return ("When the authorization ends: " + _end_words(int(value)) if _DIGITS.fullmatch(value)
+        return ("When the authorization ends: " + _end_words(number) if number is not None
                 else "Not a Unix timestamp")
     if name == "AdditionalScope":
         count = len([p for p in value.split("_") if p])
         return f"Options for the consent page ({count} item{'s' if count != 1 else ''})"
     if name == "IntervalDuration":
-        lengths = [_duration_words(int(p)) if _DIGITS.fullmatch(p) else p for p in value.split("_") if p]
+        lengths = [p if _number(p) is None else _duration_words(_number(p)) for p in value.split("_") if p]
         return "Meter readings every " + " and every ".join(lengths) if lengths else "No interval length"
     if name == "BlockDuration":
         every = _frequency_words(value)
@@ -550,7 +551,7 @@ def explain_param(name: str, value: str) -> str:
     if name == "SubscriptionFrequency":
         return f"New-data notifications (FB 39) are sent {_frequency_words(value, adverb=True)}"
     if name == "AccountCollection":
-        count = int(value) if _DIGITS.fullmatch(value) else None
+        count = number
         if count is None:
             return "Number of meters covered (not a number)"
         return f"The authorization covers {count} meter{'s' if count != 1 else ''} (usage points)"
@@ -738,6 +739,18 @@ def _compare_additional(requested: Scope, granted: Scope) -> list[Difference]:
     return rows
 
 
+def _number(value: str) -> int | None:
+    """A whole number written in ASCII digits (at most 18 significant ones, as :func:`_whole`
+    accepts), else None: Python refuses to read integers of more than 4,300 digits."""
+    return _int(value) if _DIGITS.fullmatch(value) and len(value.lstrip("0")) <= 18 else None
+
+
+def _int(digits: str) -> int:
+    """ASCII digits as an int, leading zeros ignored: Python refuses to read more than
+    4,300 digits, and ``000…0004`` is as valid as ``4``."""
+    return int(digits.lstrip("0") or "0")
+
+
 def _int_or_none(value) -> int | None:
     try:
         return None if value is None else int(value)
@@ -764,11 +777,11 @@ def _frequency_words(value: str, adverb: bool = False) -> str:
     named = _NAMED_FREQUENCIES.get(value.lower())
     if named:
         return named
-    if _DIGITS.fullmatch(value):
+    number = _number(value)
+    if number is not None:
         if adverb:   # SubscriptionFrequency: whole days (reference §2.2)
-            days = int(value)
-            return "every day" if days == 1 else f"every {days} days"
-        return _duration_words(int(value))
+            return "every day" if number == 1 else f"every {number} days"
+        return _duration_words(number)
     return f"'{value}'"
 
 

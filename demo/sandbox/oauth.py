@@ -13,8 +13,9 @@ from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
+from authlib.oauth2.base import invalid_error_characters
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidScopeError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError, UnsupportedResponseTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, current_app
@@ -107,6 +108,15 @@ class S256Only(CodeChallenge):
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        # Authlib quotes an unregistered redirect_uri in its error description and fails
+        # (a 500) on characters the description may not hold: quote it with those replaced
+        uri = request.payload.redirect_uri
+        if uri and not client.check_redirect_uri(uri):
+            raise InvalidRequestError(f"Redirect URI {error_text(uri)} is not supported by client.")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code, request):
         authorization: AuthorizationRow = request.user
@@ -221,6 +231,14 @@ class Revocation(RevocationEndpoint):
                 row.revoked = True
 
 
+def error_text(text: str) -> str:
+    """``text`` fit for an OAuth ``error_description`` (RFC 6749 §4.1.2.1: printable ASCII
+    without '"' and '\\'): other characters become '?'. Authlib raises ValueError (a 500)
+    for an error built with any of them."""
+    bad = set(invalid_error_characters(text))
+    return "".join("?" if c in bad else c for c in text)
+
+
 class SandboxAuthorizationServer(AuthorizationServer):
     """Accepts a rebuilt request, so the consent step (several pages after
     ``/oauth/authorize``) can be validated and answered by Authlib."""
@@ -228,13 +246,34 @@ class SandboxAuthorizationServer(AuthorizationServer):
     def create_oauth2_request(self, request):
         return FlaskOAuth2Request(request if request is not None else flask_request)
 
+    def get_authorization_grant(self, request):
+        response_type = request.payload.response_type or ""
+        if invalid_error_characters(response_type):
+            # Authlib quotes an unknown response_type in its error description, and fails on
+            # one it may not quote; answer as it would, without quoting it
+            raise UnsupportedResponseTypeError(
+                error_text(response_type), description="The response type is not supported by the server.",
+                redirect_uri=self._error_redirect_uri(request))
+        return super().get_authorization_grant(request)
+
+    def _error_redirect_uri(self, request) -> str | None:
+        """Where Authlib sends an authorization error: back to the client only when it exists
+        and the redirect_uri is one of its own (RFC 6749 §4.1.2.1), else None (a page)."""
+        client = self.query_client(request.payload.client_id) if request.payload.client_id else None
+        if client is None:
+            return None
+        requested = request.payload.redirect_uri
+        if not requested:
+            return client.get_default_redirect_uri()
+        return requested if client.check_redirect_uri(requested) else None
+
     def validate_requested_scope(self, scope):
         if not scope:
             return  # optional at UtilityAPI; the consent form starts from the default
         try:
             check_requestable(parse_scope(scope))
         except (ScopeError, ScopeNotAllowed) as exc:
-            raise InvalidScopeError(description=str(getattr(exc, "message", exc))) from None
+            raise InvalidScopeError(description=error_text(str(getattr(exc, "message", exc)))) from None
 
 
 def query_client(client_id):

@@ -204,10 +204,10 @@ def settings():
                 values = {k: getattr(form, k).data for k in
                           ("utility", "client_id", "redirect_uri", "authorize_url", "token_url", "scope",
                            "pkce", "token_auth_method", "api_url")}
-                runs_mod.save_visitor_settings(s, visitor_id(), values, form.client_secret.data or None,
+                runs_mod.save_visitor_settings(s, visitor_id(), values, _typed(form.client_secret.data),
                                                ctx().vault)
-                integrator.save_secrets(s, visitor_id(), ctx().vault, api_token=form.api_token.data,
-                                        webhook_secret=form.webhook_secret.data)
+                integrator.save_secrets(s, visitor_id(), ctx().vault, api_token=_typed(form.api_token.data),
+                                        webhook_secret=_typed(form.webhook_secret.data))
                 flash("Settings saved. They apply to this browser only.", "ok")
                 return redirect(url_for(".settings"), 303)
         status = 400 if form.is_submitted() else 200
@@ -215,6 +215,11 @@ def settings():
                                secret_masked=mask(eff["client_secret"]), nav_active="settings",
                                integration=integrator.settings_context(s, visitor_id(), eff,
                                                                        ctx().settings["site_url"])), status
+
+
+def _typed(secret: str | None) -> str | None:
+    """A secret field's value; empty or only spaces means "keep the current one" (None)."""
+    return secret if secret and secret.strip() else None
 
 
 @bp.post("/settings/reset")
