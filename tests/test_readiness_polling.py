@@ -91,6 +91,7 @@ def waiting_run(live, visitor):
 def test_status_json_polls_until_ready(visitor, waiting_run):
     run_url, fake = waiting_run
     page = visitor.get(run_url)                       # due: asks the fake custodian -> 202
+    assert fake.calls == 1
     assert "collecting data" in page.text_of("status")
     assert page.text_of("readiness-countdown") == "1"
     live_div = page.doc.get_element_by_id("run-live")
@@ -105,13 +106,13 @@ def test_status_json_polls_until_ready(visitor, waiting_run):
 
     status = visitor.get(run_url + "/status.json").response.json()
     assert status["waiting"] is True and status["retry_in"] in (0, 1)
-    calls = fake.calls
     deadline = time.time() + 8
     while status["waiting"] and time.time() < deadline:
         time.sleep(max(status["retry_in"] or 0, 0) + 0.1)
         status = visitor.get(run_url + "/status.json").response.json()
     assert status["waiting"] is False and status["meter_count"] == 1
-    assert fake.calls >= calls + 2                    # honoured Retry-After: one call per second, not a storm
+    # one more 202 and the 200, however slow the machine (the first status.json may already be due)
+    assert fake.calls == 3
 
     page = visitor.get(run_url)
     assert page.text_of("status").startswith("Authorized") and len(page.doc.cssselect("#meters tbody tr")) == 1
