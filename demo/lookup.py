@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +26,15 @@ class LookupError_(ValueError):
     """Input that cannot be a valid identifier of the chosen type (a 4xx, not a miss)."""
 
 
+def ascii_digits(value: str) -> str:
+    """The digits of ``value`` as ASCII: full-width and other scripts' digits (``１１１``, as a
+    phone's keyboard may type them) count, read as 0-9."""
+    return "".join(str(unicodedata.digit(ch)) for ch in value if ch.isdecimal())
+
+
 def normalise_phone(value: str) -> str:
     """``(111) 111-1111``, ``+1 111 111 1111`` and ``111.111.1111`` all become ``1111111111``."""
-    digits = re.sub(r"\D", "", value)
+    digits = ascii_digits(value)
     if len(digits) == 11 and digits.startswith("1"):
         digits = digits[1:]
     if len(digits) != 10:
@@ -230,7 +237,7 @@ def _test_phone(value: str) -> str:
     """A TEST_ lookup's phone: US numbers as their 10 digits (as customers' numbers are
     matched), any other country as E.164 (``+44 20 7946 0958`` -> ``+442079460958``)."""
     text = value.strip()
-    digits = re.sub(r"\D", "", text)
+    digits = ascii_digits(text)
     if text.startswith("+") and not digits.startswith("1"):
         if not re.fullmatch(r"\+[\d\s().-]+", text) or not 8 <= len(digits) <= 15 or digits.startswith("0"):
             raise LookupError_("An international phone number is + then the country code and the number, "

@@ -275,6 +275,13 @@ def test_test_lookup_phone_is_normalised(directory):
     assert result.contact == Contact("sms", "5551234567")
 
 
+def test_full_width_digits_read_as_ascii(directory):
+    result = directory.find("phone", "１１１-１１１-１１１１")
+    assert result.customer.scenario == "residential"
+    test = directory.find("phone", "TEST_commercial_５５５１２３４５６７")
+    assert test.contact == Contact("sms", "5551234567")
+
+
 def test_test_lookup_international_phone_is_e164(directory):
     result = directory.find("phone", "TEST_residential_+44 20 7946 0958")
     assert result.customer.scenario == "residential"
