@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from contextlib import contextmanager
 
-from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+from browsing import open_page
 
 DESKTOP = {"viewport": {"width": 1280, "height": 900}}
 PHONE = {"viewport": {"width": 375, "height": 740}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
@@ -34,19 +34,12 @@ def axe():
 @contextmanager
 def browser_page(browser, size: str = "desktop"):
     """A fresh context (its own cookies) and page at ``size``; CSP violations become console errors."""
-    context = browser.new_context(locale="en-US", **SIZES[size])
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
-    context.add_init_script(axe().axe_script)   # on every page up front: injecting it per audit is slower
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
-    page.problems = problems
+    page = open_page(browser, **SIZES[size])
+    page.context.add_init_script(axe().axe_script)   # on every page up front: injecting it per audit is slower
     try:
         yield page
     finally:
-        context.close()
+        page.context.close()
 
 
 def violations(page) -> list[dict]:
@@ -84,11 +77,6 @@ def assert_accessible(page, name: str) -> None:
     """No serious or critical axe-core violation on the page as it is now."""
     failing, _ = audit(page, name)
     assert not failing, f"axe-core: serious/critical violations on {name}:\n{describe(failing, page.url)}"
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
 
 
 # ---- the flow, clicked in the browser ------------------------------------------------------

@@ -49,3 +49,29 @@ class Problems:
     @property
     def csp(self) -> list[str]:
         return [e for e in self.errors if "Content Security Policy" in e or "Refused" in e]
+
+
+def open_page(browser, width: int = 1280, height: int = 900, **context_options):
+    """A page in a new browser context: the default timeout set, CSP violations turned into console
+    errors, and console and page errors collected on ``page.problems``. Close ``page.context``."""
+    options = {"viewport": {"width": width, "height": height}, "locale": "en-US", **context_options}
+    context = browser.new_context(**options)
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(CSP_LISTENER)
+    problems = Problems()
+    page = context.new_page()
+    page.on("console", problems.on_console)
+    page.on("pageerror", problems.on_page_error)
+    page.problems = problems
+    return page
+
+
+def shot(page, name: str, selector: str | None = None) -> Path:
+    """A screenshot into the screenshots folder: the whole page, or one element."""
+    path = SCREENSHOTS / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if selector:
+        page.locator(selector).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
+    return path

@@ -11,7 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
-from browsing import CSP_LISTENER, TIMEOUT_MS, Problems
+from browsing import open_page
 
 from flow import METERS, NOT_FOUND, TEST_IDS
 
@@ -30,13 +30,8 @@ class Flow:
         folder.mkdir(parents=True)
         self.shots: list[Path] = []
         self.framed = False        # set when the steps run inside an iframe of self.page
-        self.context = browser.new_context(viewport={"width": 1280, "height": height}, locale="en-US")
-        self.context.set_default_timeout(TIMEOUT_MS)
-        self.context.add_init_script(CSP_LISTENER)   # runs in every frame, the iframe's pages too
-        self.problems = Problems()
-        self.page = self.context.new_page()
-        self.page.on("console", self.problems.on_console)
-        self.page.on("pageerror", self.problems.on_page_error)
+        self.page = open_page(browser, height=height)   # the CSP listener runs in the iframe's pages too
+        self.context, self.problems = self.page.context, self.page.problems
 
     def close(self) -> None:
         self.context.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+from browsing import open_page, shot
 
 # A person reads each page before clicking on; a consent page that only works when the
 # click comes within the same second it was rendered is a bug this test must catch.
@@ -19,21 +19,9 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
-    page.problems = problems
+    page = open_page(browser)
     yield page
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    page.context.close()
 
 
 def click_through(page, button, url: re.Pattern, step: str) -> None:

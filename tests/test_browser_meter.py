@@ -11,7 +11,7 @@ import json
 import re
 
 import pytest
-from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+from browsing import open_page, shot
 
 from conftest import Visitor
 from flow import full_flow
@@ -36,14 +36,6 @@ PAINTED = """
 pytestmark = pytest.mark.browser
 
 
-def shot(page, name: str, selector: str | None = None) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    if selector:
-        page.locator(selector).screenshot(path=str(SCREENSHOTS / name))
-    else:
-        page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
-
-
 def test_solar_meter_chart_is_drawn_in_local_time_and_zooms(live, browser):
     from playwright.sync_api import expect
 
@@ -56,14 +48,9 @@ def test_solar_meter_chart_is_drawn_in_local_time_and_zooms(live, browser):
     visitor.http.close()
 
     # a browser far from the meter: its labels must still be Pacific time
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US", timezone_id="Asia/Tokyo")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
+    page = open_page(browser, timezone_id="Asia/Tokyo")
+    context, problems = page.context, page.problems
     context.add_cookies([{"name": "gbc_site_session", "value": cookie, "url": live.site_url}])
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
     try:
         page.goto(run.url)
         link = page.locator("#meters").get_by_role("link", name=solar["usage_point_id"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+from browsing import open_page, shot
 from embedding import FRAME_ID, serve_embedding_page
 
 from demo.cli import startup_warnings
@@ -178,21 +178,9 @@ def test_default_post_without_cookie_is_the_usual_csrf_error(live):
 
 @pytest.fixture
 def tab(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000}, locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
-    page.problems = problems
+    page = open_page(browser, height=1000)
     yield page
-    context.close()
-
-
-def shot(page, name: str) -> None:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / name), full_page=True)
+    page.context.close()
 
 
 def the_frame(page):

@@ -444,16 +444,11 @@ def _as_page(resp):
 @pytest.mark.browser
 def test_fill_the_page_and_type_the_passcode_in_chromium(live, browser):
     from a11y import assert_accessible
-    from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+    from browsing import SCREENSHOTS, open_page
     from playwright.sync_api import expect
 
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
+    page = open_page(browser)
+    context, problems = page.context, page.problems
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     try:
         page.goto(live.site_url + "/otp-test")

@@ -438,17 +438,12 @@ def test_start_over_sits_in_the_header_in_presenter_mode(presenting, visitor):
 @pytest.mark.browser
 def test_presenter_flow_in_a_browser(presenting, browser):
     from a11y import assert_accessible
-    from browsing import CSP_LISTENER, SCREENSHOTS, TIMEOUT_MS, Problems
+    from browsing import SCREENSHOTS, open_page
     from playwright.sync_api import expect
 
     site, sandbox = presenting.site_url, presenting.sandbox_url
-    context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
-    context.set_default_timeout(TIMEOUT_MS)
-    context.add_init_script(CSP_LISTENER)
-    problems = Problems()
-    page = context.new_page()
-    page.on("console", problems.on_console)
-    page.on("pageerror", problems.on_page_error)
+    page = open_page(browser)
+    context, problems = page.context, page.problems
     folder = SCREENSHOTS / "presenter"
     folder.mkdir(parents=True, exist_ok=True)
     try:

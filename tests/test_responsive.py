@@ -18,10 +18,10 @@ from a11y import (
     enter_passcode,
     lookup_phone,
     sandbox_authorize_url,
-    shot,
     site_connect,
     wait_for,
 )
+from browsing import shot
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from conftest import start_servers
