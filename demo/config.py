@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "database_url": "sqlite:///{instance_path}/site.sqlite3",
     "sandbox_database_url": "sqlite:///{instance_path}/sandbox.sqlite3",
     "secret_key": "",
+    "secret_key_fallbacks": [],              # older secret keys: still decrypt and verify until rotated out
     "log_level": "INFO",
     # the sandbox custodian
     "sandbox_customers_file": "pce-customers.toml",
@@ -116,6 +117,16 @@ DEFAULTS: dict[str, Any] = {
     # caps on each download from the custodian (ESPI XML): http_timeout bounds each wait, these the whole
     "http_max_body": 33554432,               # bytes (32 MB, after gzip decoding); more is cut off
     "http_max_seconds": 60.0,                # seconds from the answer's headers to its last byte
+    # mix-up protection (RFC 9207): the custodian's issuer identifier as sent in "iss"; empty: the
+    # authorize_url's origin. With require_iss, a callback without "iss" is refused.
+    "issuer": "",
+    "require_iss": False,
+    "sandbox_iss_parameter": False,          # the sandbox adds "iss" to its authorization responses
+    "ratelimit_authorize": "120 per 10 minutes",  # prefilled lookups by GET /oauth/authorize (auth-* in scope)
+    # serving behind proxies: Host values accepted (empty: the hosts of site_url, sandbox_url and
+    # loopback) and how many proxies in front set X-Forwarded-* (0: none, the headers are ignored)
+    "trusted_hosts": [],
+    "proxy_hops": 0,
 }
 
 #: Settings a visitor may change on the demo site's settings page.

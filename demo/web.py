@@ -92,6 +92,12 @@ def session_cookie_config(settings: dict, public_url: str) -> dict:
             "SESSION_COOKIE_PARTITIONED": False}
 
 
+def role_key(master: str, role: str) -> str:
+    """The Flask ``SECRET_KEY`` of one application (``site`` or ``sandbox``), derived from the
+    configured secret key so that the two apps never accept each other's cookies."""
+    return hmac.new(master.encode(), role.encode(), hashlib.sha256).hexdigest()
+
+
 def make_app(import_name: str, settings: dict, *, role: str, error_template: str,
              too_many_template: str | None = None) -> Flask:
     app = Flask(
@@ -104,7 +110,9 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
     public_url = settings["site_url"] if role == "site" else settings["sandbox_url"]
     app.config.update(
         GBC=settings,
-        SECRET_KEY=hmac.new(master.encode(), role.encode(), hashlib.sha256).hexdigest(),
+        SECRET_KEY=role_key(master, role),
+        # sessions and CSRF tokens signed with a previous secret_key stay valid while it is listed
+        SECRET_KEY_FALLBACKS=[role_key(old, role) for old in settings.get("secret_key_fallbacks") or []],
         # Both origins may share a host name (127.0.0.1:5000 and :5001): cookies
         # ignore ports, so each application needs its own cookie name.
         SESSION_COOKIE_NAME=f"gbc_{role}_session",
