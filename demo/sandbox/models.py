@@ -132,6 +132,9 @@ class AuthorizationCodeRow(Base):
     code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
     code_challenge_method: Mapped[str | None] = mapped_column(String(8), nullable=True)
     expires: Mapped[datetime] = mapped_column(DateTime)
+    #: presented at the token endpoint once (rightly or not): spent. Kept a day past its expiry,
+    #: so a second presentation is recognised as a replay and revokes what the code gave.
+    used: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class TokenRow(Base):

@@ -11,6 +11,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 
+from authlib.common.urls import add_params_to_uri
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.base import invalid_error_characters
@@ -20,6 +21,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, current_app
 from flask import request as flask_request
+from sqlalchemy import update
 
 from ..scope import ScopeError, parse_scope
 from ..storage import utcnow
@@ -135,20 +137,31 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             ))
 
     def query_authorization_code(self, code, client):
+        """The code's record, spent in the same statement: any presentation uses it up, whether
+        the rest of the request (client, redirect_uri, PKCE verifier) turns out right or not, so
+        two requests racing with one code can't both get tokens, and a code presented by the
+        wrong client or with a wrong verifier is burnt. A spent code presented again is a
+        replay (RFC 6749 §4.1.2): the tokens it gave are revoked."""
+        code_hash = digest(code)
         with ctx().db.session() as s:
-            row = s.get(AuthorizationCodeRow, digest(code))
-            if row is None or row.client_id != client.get_client_id():
+            row = s.scalars(update(AuthorizationCodeRow)
+                            .where(AuthorizationCodeRow.code_hash == code_hash,
+                                   AuthorizationCodeRow.used.is_(False))
+                            .values(used=True)
+                            .returning(AuthorizationCodeRow)).one_or_none()
+            if row is None:
+                spent = s.get(AuthorizationCodeRow, code_hash)
+                if spent is not None:
+                    log.warning("authorization code replayed for authorization %s: its tokens are revoked",
+                                spent.authorization_uid)
+                    lifecycle.revoke_tokens(s, spent.authorization_uid)
                 return None
-            if row.expires < utcnow():
-                s.delete(row)
+            if row.client_id != client.get_client_id() or row.expires < utcnow():
                 return None
             return CodeRecord(row)
 
     def delete_authorization_code(self, authorization_code):
-        with ctx().db.session() as s:
-            row = s.get(AuthorizationCodeRow, authorization_code.row.code_hash)
-            if row is not None:
-                s.delete(row)
+        """Nothing left to do: the code was spent when it was read (kept to recognise replays)."""
 
     def authenticate_user(self, authorization_code):
         with ctx().db.session() as s:
@@ -246,6 +259,14 @@ class SandboxAuthorizationServer(AuthorizationServer):
     def create_oauth2_request(self, request):
         return FlaskOAuth2Request(request if request is not None else flask_request)
 
+    def handle_response(self, status_code, payload, headers):
+        """Every response; a redirect back to the client (code or error) gets ``iss`` with
+        ``sandbox_iss_parameter`` (RFC 9207 §2: success and error responses alike)."""
+        response = super().handle_response(status_code, payload, headers)
+        if response.status_code in (302, 303) and response.location and ctx().settings.get("sandbox_iss_parameter"):
+            response.location = add_params_to_uri(response.location, {"iss": issuer(ctx().settings)})
+        return response
+
     def get_authorization_grant(self, request):
         response_type = request.payload.response_type or ""
         if invalid_error_characters(response_type):
@@ -274,6 +295,11 @@ class SandboxAuthorizationServer(AuthorizationServer):
             check_requestable(parse_scope(scope))
         except (ScopeError, ScopeNotAllowed) as exc:
             raise InvalidScopeError(description=error_text(str(getattr(exc, "message", exc)))) from None
+
+
+def issuer(settings: dict) -> str:
+    """The sandbox's issuer identifier (RFC 9207, RFC 8414 §2): its public URL."""
+    return str(settings["sandbox_url"]).rstrip("/")
 
 
 def query_client(client_id):

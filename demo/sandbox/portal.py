@@ -50,12 +50,16 @@ def mode_refusal(client: ClientRow | None, customer: Customer | None, utility: s
             "accounts. Nothing was shared.")
 
 
+CODE_MEMORY = timedelta(days=1)
+
+
 def begin(s: Session, client_id: str, request_args: dict, browser_hash: str | None = None) -> PendingAuthorization:
     """A new pending authorization; abandoned ones and expired codes are cleared on the way.
     ``browser_hash`` names the browser session, so its outbox messages can be told apart."""
     cutoff = utcnow() - PENDING_LIFETIME
     s.query(PendingAuthorization).filter(PendingAuthorization.created < cutoff).delete()
-    s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < utcnow()).delete()
+    # spent and expired codes are kept a day, so that a replay is still recognised (sandbox/oauth.py)
+    s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < utcnow() - CODE_MEMORY).delete()
     pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args),
                                    browser_hash=browser_hash)
     s.add(pending)
