@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
@@ -27,7 +27,8 @@ def make_engine(url: str) -> Engine:
     """An engine for ``url``; SQLite files get WAL, a busy timeout and foreign keys."""
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, future=True, pool_pre_ping=True)
+    # hide_parameters: bound values (states, hashes) stay out of error messages and so out of logs
+    engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
@@ -88,21 +89,79 @@ class Database:
 
 
 class Vault:
-    """Symmetric encryption for secrets kept at rest (client secrets, tokens)."""
+    """Symmetric encryption for secrets kept at rest (client secrets, tokens), with key rotation.
 
-    def __init__(self, secret_key: str) -> None:
+    Values are encrypted with the current secret key and decrypted with it or any fallback
+    (cryptography's MultiFernet), so a database written under an older key stays readable while
+    ``gbc-demo rotate-keys`` (:mod:`demo.keys`) re-encrypts it. Each Fernet key is derived from a
+    secret key as ``sha256("gbc-demo-vault\\0" + secret_key)``: the derivation never changes, so
+    existing databases keep decrypting.
+    """
+
+    CURRENT, FALLBACK, UNREADABLE = "current", "fallback", "unreadable"
+
+    def __init__(self, secret_key: str, fallbacks: Iterable[str] = ()) -> None:
+        if not secret_key:
+            raise ValueError("the vault needs a secret key")
+        keys = [secret_key] + [k for k in dict.fromkeys(fallbacks) if k and k != secret_key]
+        self._fernets = [Fernet(self._derive(k)) for k in keys]
+        self._multi = MultiFernet(self._fernets)   # the first key encrypts; any key decrypts
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> Vault:
+        """The vault both apps and ``gbc-demo rotate-keys`` use: ``secret_key`` (or the instance
+        key file) encrypts; ``secret_key_fallbacks`` and an unfinished ``--new-key``'s old key decrypt."""
+        from .keys import current_secret, fallback_secrets
+
+        return cls(current_secret(settings), fallback_secrets(settings))
+
+    @staticmethod
+    def _derive(secret_key: str) -> bytes:
         key = hashlib.sha256(b"gbc-demo-vault\0" + secret_key.encode("utf-8")).digest()
-        self._fernet = Fernet(base64.urlsafe_b64encode(key))
+        return base64.urlsafe_b64encode(key)
+
+    @property
+    def fallback_count(self) -> int:
+        return len(self._fernets) - 1
 
     def encrypt(self, value: str | None) -> str | None:
         if value is None:
             return None
-        return self._fernet.encrypt(value.encode("utf-8")).decode("ascii")
+        return self._multi.encrypt(value.encode("utf-8")).decode("ascii")
 
     def decrypt(self, value: str | None) -> str | None:
+        """The plaintext, or None when no key opens ``value`` (or it is None)."""
         if value is None:
             return None
         try:
-            return self._fernet.decrypt(value.encode("ascii")).decode("utf-8")
-        except (InvalidToken, UnicodeEncodeError):
+            return self._multi.decrypt(value.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError):
             return None
+
+    def state(self, value: str) -> str:
+        """Which key opens ``value``: :attr:`CURRENT`, :attr:`FALLBACK` (it needs re-encrypting)
+        or :attr:`UNREADABLE` (no configured key opens it)."""
+        try:
+            raw = value.encode("ascii")
+        except UnicodeError:
+            return self.UNREADABLE
+        for index, fernet in enumerate(self._fernets):
+            try:
+                fernet.decrypt(raw)
+            except InvalidToken:
+                continue
+            return self.CURRENT if index == 0 else self.FALLBACK
+        return self.UNREADABLE
+
+    def needs_rotation(self, value: str) -> bool:
+        """True when ``value`` opens only with a fallback key."""
+        return self.state(value) == self.FALLBACK
+
+    def rotate(self, value: str) -> str:
+        """``value`` re-encrypted under the current key (its Fernet timestamp kept).
+        Raises :class:`cryptography.fernet.InvalidToken` when no key opens it."""
+        try:
+            raw = value.encode("ascii")
+        except UnicodeError:
+            raise InvalidToken from None
+        return self._multi.rotate(raw).decode("ascii")

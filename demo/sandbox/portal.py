@@ -582,14 +582,18 @@ def summarize(s: Session, directory: CustomerDirectory, row: AuthorizationRow,
 _RECEIPT_SALT = "gbc-sandbox-receipt"
 
 
-def receipt_key(secret_key: str, uid: str) -> str:
+def receipt_key(secret_key: str | list[str], uid: str) -> str:
     """The signature in a receipt link. Like the receipt e-mail's link it does not expire: it
     is the customer's standing way to see and revoke this one authorization, and without
-    the app's secret key nobody can make one from an authorization uid."""
+    the app's secret key nobody can make one from an authorization uid.
+
+    ``secret_key`` is one key or a list, newest last (fallbacks, then the current key): the
+    newest signs, and :func:`receipt_key_valid` accepts any, so links keep working while a key
+    is rotated and stop when the old key leaves ``secret_key_fallbacks``."""
     return URLSafeSerializer(secret_key, salt=_RECEIPT_SALT).dumps(uid)
 
 
-def receipt_key_valid(secret_key: str, uid: str, key: str | None) -> bool:
+def receipt_key_valid(secret_key: str | list[str], uid: str, key: str | None) -> bool:
     if not key or len(key) > 300:
         return False
     try:

@@ -29,7 +29,6 @@ from datetime import datetime, timedelta
 
 import requests
 
-from ..config import ensure_secret_key
 from ..storage import Database, Vault, utcnow
 from . import lifecycle
 from .jsonapi import event_object, event_sort_key
@@ -72,8 +71,9 @@ def new_secret() -> str:
 
 
 def endpoint_vault(settings: dict) -> Vault:
-    """The vault that encrypts ``WebhookEndpointRow.secret_encrypted`` (the master secret key)."""
-    return Vault(ensure_secret_key(settings))
+    """The vault that encrypts ``WebhookEndpointRow.secret_encrypted`` (the master secret key,
+    and its fallbacks while ``gbc-demo rotate-keys`` re-encrypts)."""
+    return Vault.from_settings(settings)
 
 
 def backoff(settings: dict, attempts: int) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from urllib.parse import urlencode
@@ -128,10 +129,16 @@ def _problem(p: Preset) -> str | None:
     return None
 
 
-def _serializer(secret_key: str | bytes) -> URLSafeSerializer:
-    if not secret_key:
+#: One key, or several with the newest last (the current key after its fallbacks, as Flask's
+#: SECRET_KEY_FALLBACKS): links are signed with the newest and accepted under any.
+SigningKeys = str | bytes | Sequence[str | bytes]
+
+
+def _serializer(secret_key: SigningKeys) -> URLSafeSerializer:
+    keys = [secret_key] if isinstance(secret_key, str | bytes) else [k for k in secret_key if k]
+    if not keys or not keys[-1]:
         raise ValueError("a secret key is needed to sign preset links")
-    return URLSafeSerializer(secret_key, salt=SALT)
+    return URLSafeSerializer(keys, salt=SALT)
 
 
 def _payload(p: Preset) -> dict:
@@ -170,8 +177,8 @@ def _from_payload(data) -> Preset:
         raise PresetInvalid() from exc
 
 
-def make(secret_key: str | bytes, *, ttl: int, now: float | None = None, **choices) -> tuple[str, Preset]:
-    """Sign a preset valid for ``ttl`` seconds (1 s to 90 days); returns (token, preset).
+def make(secret_key: SigningKeys, *, ttl: int, now: float | None = None, **choices) -> tuple[str, Preset]:
+    """Sign a preset valid for ``ttl`` seconds (1 s to 90 days) with the newest key; returns (token, preset).
 
     ``choices`` are :class:`Preset`'s fields except ``expires``; a bad value raises ValueError.
     """
@@ -184,9 +191,9 @@ def make(secret_key: str | bytes, *, ttl: int, now: float | None = None, **choic
     return _serializer(secret_key).dumps(_payload(preset)), preset
 
 
-def load(secret_key: str | bytes, token: str, *, now: float | None = None) -> Preset:
-    """The preset a link carries. Raises :class:`PresetInvalid` (tampered, cut, not ours) or
-    :class:`PresetExpired` (genuine but too old); never anything else."""
+def load(secret_key: SigningKeys, token: str, *, now: float | None = None) -> Preset:
+    """The preset a link carries, signed with any of the keys. Raises :class:`PresetInvalid`
+    (tampered, cut, not ours) or :class:`PresetExpired` (genuine but too old); never anything else."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise PresetInvalid()
     serializer = _serializer(secret_key)

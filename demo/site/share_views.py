@@ -39,8 +39,9 @@ class ConfirmForm(FlaskForm):
     keep = SubmitField("Keep my settings; only fill in the form")
 
 
-def _signing_key() -> str:
-    return current_app.config["SECRET_KEY"]
+def _signing_key() -> list[str]:
+    """The site's keys for preset links, newest last: links made before a key rotation still open."""
+    return [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.config["SECRET_KEY"]]
 
 
 def _share_form(eff: dict) -> ShareForm:
