@@ -132,6 +132,15 @@ def test_forged_state_exchanges_nothing(live, visitor):
     assert visitor.get(live.site_url + "/runs").doc.cssselect("#runs") == []
 
 
+def test_a_refused_callback_page_holds_neither_code_nor_state(live, visitor):
+    # the header's forms once came back to request.full_path: the callback's query, code and state included
+    code, state = "c0de-" + "k" * 30, "st4te-" + "q" * 30
+    page = visitor.get(live.site_url + f"/callback?code={code}&state={state}")
+    assert page.status == 400
+    assert code not in page.response.text and state not in page.response.text
+    assert code[:12] not in page.response.text and state[:12] not in page.response.text
+
+
 def test_state_of_another_visitor_is_refused(live, visitor):
     connect(visitor, live, "phone", TEST_IDS["residential"]["phone"])
     state = authorize_params(visitor)["state"]

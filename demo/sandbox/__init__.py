@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
-from .. import ratelimit
+from .. import logsafe, ratelimit
 from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..storage import Database
@@ -56,6 +56,7 @@ def create_app(settings: dict | None = None) -> Flask:
     def portal_globals():
         return {"utility_name": settings["utility_name"], "utility": settings["utility"]}
 
+    logsafe.install()   # no secret in any log line, whatever the level (demo/logsafe.py)
     return app
 
 

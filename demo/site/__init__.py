@@ -7,7 +7,8 @@ from urllib.parse import quote
 
 from flask import Flask, url_for
 
-from ..config import config_file, ensure_secret_key, load_config
+from .. import logsafe
+from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..scope import describe_function_block
 from ..storage import Database, Vault
@@ -35,7 +36,7 @@ def create_app(settings: dict | None = None) -> Flask:
     app.extensions["gbc_site"] = SiteContext(
         settings=settings,
         db=Database(settings["database_url"], Base.metadata),
-        vault=Vault(ensure_secret_key(settings)),
+        vault=Vault.from_settings(settings),
         test_customers=customers,
     )
     from . import views
@@ -80,6 +81,7 @@ def create_app(settings: dict | None = None) -> Flask:
                           "utility": settings["utility"]},
         }
 
+    logsafe.install()   # no secret in any log line, whatever the level (demo/logsafe.py)
     return app
 
 
