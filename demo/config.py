@@ -137,6 +137,8 @@ VISITOR_KEYS = (
     "redirect_uri",
     "authorize_url",
     "token_url",
+    "issuer",
+    "require_iss",
     "scope",
     "pkce",
     "token_auth_method",
@@ -282,6 +284,12 @@ def _validate(settings: dict[str, Any]) -> None:
         if not (isinstance(value, str) and _ORIGIN.fullmatch(value)):
             raise ConfigError(f"embed_origins takes origins like https://www.example.com (scheme, host and "
                               f"optional port, no path), got {value!r}")
+    fallbacks = settings["secret_key_fallbacks"]
+    if not isinstance(fallbacks, list) or not all(isinstance(k, str) and k.strip() for k in fallbacks):
+        shown = ("a list with an empty or non-text key" if isinstance(fallbacks, list)
+                 else f"a {type(fallbacks).__name__}")
+        raise ConfigError(f"secret_key_fallbacks must be a list of older secret keys (non-empty strings), "
+                          f"got {shown}")   # never the keys themselves: they are secrets
     ttl = settings["preset_link_ttl"]
     if isinstance(ttl, bool) or not isinstance(ttl, int):   # out of range: the share page offers 7 days
         raise ConfigError(f"preset_link_ttl must be a whole number of seconds, got {ttl!r}")
@@ -289,6 +297,28 @@ def _validate(settings: dict[str, Any]) -> None:
         value = settings[key]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
             raise ConfigError(f"{key} must be a TCP port number, got {value!r}")
+    hosts = settings["trusted_hosts"]
+    if isinstance(hosts, str):
+        hosts = settings["trusted_hosts"] = [h for h in re.split(r"[\s,]+", hosts) if h]
+    if not isinstance(hosts, list):
+        raise ConfigError(f"trusted_hosts must be a list of host names like [\"demo.example.com\"], got {hosts!r}")
+    host_name = re.compile(r"\.?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.?")   # ".example.com": every subdomain
+
+    def ip_address(value: str) -> bool:
+        import ipaddress
+        try:
+            return bool(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
+        except ValueError:
+            return False
+
+    for value in hosts:
+        if not (isinstance(value, str) and (host_name.fullmatch(value) or ip_address(value))):
+            raise ConfigError(f"trusted_hosts takes host names or IP addresses like demo.example.com, "
+                              f".example.com (every subdomain) or ::1, without scheme or port, got {value!r}")
+    hops = settings["proxy_hops"]
+    if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 10:
+        raise ConfigError(f"proxy_hops must be the number of proxies in front that set X-Forwarded-* "
+                          f"(0 for none), got {hops!r}")
 
 
 def config_file(settings: dict[str, Any], key: str) -> Path:

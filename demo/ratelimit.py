@@ -1,4 +1,5 @@
-"""Rate limits per client IP (Flask-Limiter) on the sandbox's customer and dashboard forms.
+"""Rate limits per client IP (Flask-Limiter) on the sandbox's customer and dashboard forms, and
+on authorization requests that look a customer up.
 
 These caps sit on top of the rules :mod:`demo.sandbox.portal` keeps per pending authorization
 (``sandbox_otp_max_attempts`` wrong passcodes end it, passcodes expire, resends wait and are
@@ -10,7 +11,8 @@ each app its own :class:`~flask_limiter.Limiter` and wraps the marked views. One
 not one per module: a Limiter keeps the storage and the on/off switch of the last app it was
 initialised with, and one process may run several apps (the tests do).
 
-Only POSTs count. Each rule is one bucket shared by both flows (the authorize flow and My
+Only POSTs count, except for prefilled authorization requests (a GET that looks a customer up).
+Each rule is one bucket shared by both flows (the authorize flow and My
 authorizations), so switching forms does not double the allowance. Rules with ``failures_only``
 count only responses that say no (4xx), so a customer's own success never locks them out.
 
@@ -18,8 +20,8 @@ Storage: ``memory://`` (the default) counts per process. With several workers or
 ``ratelimit_storage_url`` at a shared store, e.g. ``redis://host:6379/0``, and ``pip install redis``.
 
 The key is the connecting address (IPv6: its /64, what one subscriber usually gets). Behind a
-reverse proxy every visitor has the proxy's address: configure ProxyFix with the exact hop count
-first, or everyone shares one allowance.
+reverse proxy every visitor has the proxy's address: set ``proxy_hops`` (``GBC_PROXY_HOPS``, ProxyFix in
+demo/web.py) to the exact number of proxies, or everyone shares one allowance.
 """
 from __future__ import annotations
 
@@ -36,9 +38,19 @@ from limits.errors import ConfigurationError
 from werkzeug.wrappers import Response
 
 from .config import ConfigError
+from .scope import ScopeError, parse_scope
 
 EXTENSION = "gbc_limiter"
 MARK = "gbc_rate_limit"
+
+
+def prefilled_lookup() -> bool:
+    """An ``/oauth/authorize`` request whose scope names a customer (``AdditionalScope=auth-<type>-<value>``):
+    the sandbox looks that customer up at once and may send a passcode."""
+    try:
+        return parse_scope(request.args.get("scope") or "").lookup is not None
+    except ScopeError:
+        return False   # refused with invalid_scope before any lookup
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ class Rule:
     setting: str          # the configuration key holding the limit, e.g. "10 per 10 minutes"
     scope: str            # the shared bucket: every view with this rule counts together
     failures_only: bool   # count only refusals (4xx), never a success
+    methods: tuple[str, ...] = ("POST",)          # the requests that count
+    counts: Callable[[], bool] | None = None      # and of those only the ones this says yes to
 
 
 #: passcode attempts (authorize flow and My authorizations); a right passcode does not count
@@ -54,8 +68,12 @@ PASSCODE = Rule("ratelimit_otp", "passcode-attempts", failures_only=True)
 SEND = Rule("ratelimit_lookup", "passcode-sends", failures_only=False)
 #: dashboard sign-ins; a good sign-in does not count
 SIGN_IN = Rule("ratelimit_signin", "dashboard-sign-in", failures_only=True)
+#: authorization requests with a prefilled customer (GET /oauth/authorize): each is a lookup, like a
+#: lookup form; HEAD runs the view too
+AUTHORIZE_LOOKUP = Rule("ratelimit_authorize", "authorize-lookups", failures_only=False, methods=("GET", "HEAD"),
+                        counts=prefilled_lookup)
 
-RULES = (PASSCODE, SEND, SIGN_IN)
+RULES = (PASSCODE, SEND, SIGN_IN, AUTHORIZE_LOOKUP)
 
 
 def limited(rule: Rule) -> Callable:
@@ -128,9 +146,11 @@ def init_app(app: Flask, settings: dict, *, prefix: str) -> Limiter:
         rule = getattr(view, MARK, None)
         if rule is None or not values[rule]:
             continue
+        counts = rule.counts
         app.view_functions[endpoint] = limiter.shared_limit(
-            values[rule], scope=rule.scope, methods=["POST"],
+            values[rule], scope=rule.scope, methods=list(rule.methods),
             deduct_when=refused if rule.failures_only else None,
+            exempt_when=(lambda counts=counts: not counts()) if counts is not None else None,
         )(view)
     app.extensions[EXTENSION] = limiter
     return limiter

@@ -1,5 +1,5 @@
-"""Flask pieces both applications share: the app skeleton, CSRF, security
-headers and error pages. Views stay thin; protocol logic lives elsewhere."""
+"""Flask pieces both applications share: the app skeleton, CSRF, trusted hosts, proxies,
+security headers and error pages. Views stay thin; protocol logic lives elsewhere."""
 from __future__ import annotations
 
 import hashlib
@@ -7,16 +7,17 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from flask import Flask, g, render_template, request
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import ratelimit
-from .config import ensure_secret_key
+from . import keys, ratelimit
 from .paths import STATIC, TEMPLATES
 
 csrf = CSRFProtect()
@@ -72,6 +73,79 @@ def _loopback(host: str) -> bool:
         return False
 
 
+#: host names every instance answers to, besides those of site_url and sandbox_url
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+#: a Host header: a name or IPv4 address, or an [IPv6] address, then an optional port
+_HOST = re.compile(r"(?:\[(?P<v6>[0-9a-f:.]+)\]|(?P<name>[a-z0-9.-]+))(?::(?P<port>[0-9]{1,5}))?", re.IGNORECASE)
+
+
+class UntrustedHost(BadRequest):
+    description = ("This server does not answer to the host name in your request. Open the demo at the "
+                   "address its operator gave you.")
+
+
+def _host_key(name: str) -> str | None:
+    """A host name or IP address as compared: lower case, no trailing dot, IPv6 without brackets
+    and in its short form; None when it is not one."""
+    name = name.strip().lower()
+    if name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    if ":" in name:
+        try:
+            return str(ipaddress.IPv6Address(name))
+        except ValueError:
+            return None
+    name = name.rstrip(".")
+    return name or None
+
+
+def trusted_hosts(settings: dict) -> list[str]:
+    """The host names the apps answer to: ``trusted_hosts`` when set, else the hosts of site_url and
+    sandbox_url and loopback. An entry starting with a dot also covers every subdomain."""
+    configured = settings.get("trusted_hosts") or []
+    if configured:
+        names = list(configured)
+    else:
+        names = [urlsplit(settings.get(key) or "").hostname or "" for key in ("site_url", "sandbox_url")]
+        names += LOOPBACK_HOSTS
+    out: list[str] = []
+    for name in names:
+        suffix = name.startswith(".")
+        key = _host_key(name[1:] if suffix else name)
+        if key and ("." + key if suffix else key) not in out:
+            out.append("." + key if suffix else key)
+    return out
+
+
+def host_is_trusted(host: str, trusted: list[str]) -> bool:
+    """Whether a ``Host`` header value (``name[:port]``, ``[v6][:port]``) names one of ``trusted``
+    (as :func:`trusted_hosts` returns them). The port does not matter.
+
+    Werkzeug's own check (Flask's ``TRUSTED_HOSTS``) is not used: in Werkzeug 3.1 it never matches an
+    IPv6 address (it cuts each entry at its first colon), so ``::1`` could not be trusted, and it
+    compares names case-sensitively.
+    """
+    m = _HOST.fullmatch(host or "")
+    if m is None or (m.group("port") and not 1 <= int(m.group("port")) <= 65535):
+        return False
+    key = _host_key(m.group("v6") or m.group("name"))
+    if key is None:
+        return False
+    for entry in trusted:
+        if key == entry or (entry.startswith(".") and (key == entry[1:] or key.endswith(entry))):
+            return True
+    return False
+
+
+def behind_proxies(wsgi_app, hops: int):
+    """``wsgi_app`` reading the client's address, scheme, host, port and prefix from the
+    ``X-Forwarded-*`` headers set by ``hops`` proxies in front (0: the headers are ignored)."""
+    if not hops:
+        return wsgi_app
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+
+
 def session_cookie_config(settings: dict, public_url: str) -> dict:
     """Session cookie attributes.
 
@@ -106,13 +180,17 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
         static_folder=str(STATIC),
         instance_path=settings["instance_path"],
     )
-    master = ensure_secret_key(settings)
+    master = keys.current_secret(settings)
+    fallbacks = [role_key(old, role) for old in keys.fallback_secrets(settings)]
     public_url = settings["site_url"] if role == "site" else settings["sandbox_url"]
     app.config.update(
         GBC=settings,
         SECRET_KEY=role_key(master, role),
         # sessions and CSRF tokens signed with a previous secret_key stay valid while it is listed
-        SECRET_KEY_FALLBACKS=[role_key(old, role) for old in settings.get("secret_key_fallbacks") or []],
+        SECRET_KEY_FALLBACKS=fallbacks,
+        # Flask-WTF 1.3 ignores SECRET_KEY_FALLBACKS; a list here (newest last) keeps forms opened
+        # before a key rotation working (tests/test_keys.py)
+        WTF_CSRF_SECRET_KEY=keys.signing_keys(role_key(master, role), fallbacks),
         # Both origins may share a host name (127.0.0.1:5000 and :5001): cookies
         # ignore ports, so each application needs its own cookie name.
         SESSION_COOKIE_NAME=f"gbc_{role}_session",
@@ -129,6 +207,19 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
         WTF_CSRF_SSL_STRICT=False,
         TEMPLATES_AUTO_RELOAD=False,
     )
+    # Behind a reverse proxy, the client's address (per-IP rate limits), https (HSTS, the CSRF
+    # check, Secure cookies) and the public host come from the proxy's X-Forwarded-* headers, read
+    # only for the configured number of proxies: a client can add its own, never remove the proxy's.
+    app.wsgi_app = behind_proxies(app.wsgi_app, int(settings.get("proxy_hops") or 0))
+    hosts = trusted_hosts(settings)
+
+    @app.before_request
+    def check_host():
+        # registered before CSRF and rate limits, so a forged Host gets this answer first. Links built
+        # from the Host header (url_for(_external=True), the redirect-uri warning) can't be poisoned.
+        if not host_is_trusted(request.host, hosts):
+            raise UntrustedHost()
+
     csrf.init_app(app)
     # readable JSON in <pre> blocks (autoescaped as text; unlike tojson it keeps "••••" readable)
     app.jinja_env.filters["pretty_json"] = lambda value: json.dumps(value, indent=2, ensure_ascii=False)
