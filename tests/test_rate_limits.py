@@ -1,7 +1,8 @@
 """Per-IP rate limits (demo/ratelimit.py, Flask-Limiter) on the sandbox's passcode, lookup,
-resend and dashboard sign-in forms, over real HTTP on loopback, plus the rules that hold per
-pending authorization: the lockout after ``sandbox_otp_max_attempts`` wrong passcodes
-(demo/sandbox/portal.py ``verify_otp``) and the constant-time comparison (demo/tokens.py ``same``).
+resend and dashboard sign-in forms and on prefilled authorization requests, over real HTTP on
+loopback, plus the rules that hold per pending authorization: the lockout after
+``sandbox_otp_max_attempts`` wrong passcodes (demo/sandbox/portal.py ``verify_otp``) and the
+constant-time comparison (demo/tokens.py ``same``).
 
 A second client address is a second loopback address (127.0.0.2): Linux answers the whole
 127.0.0.0/8 on ``lo``, so a client socket bound to it reaches the servers on 127.0.0.1.
@@ -207,6 +208,59 @@ def test_lookups_and_resends_share_a_per_ip_cap_and_gets_do_not_count(make_live)
     assert page.url.endswith("/authorize/verify")
 
 
+# ---- prefilled authorization requests -----------------------------------------------------------
+
+PREFILLED = f"FB=4_16_51;AdditionalScope=auth-phone-{RESIDENTIAL_PHONE}"
+
+
+def test_prefilled_authorize_requests_are_capped_per_ip_and_plain_ones_are_free(make_live):
+    """GET /oauth/authorize with auth-<type>-<value> looks the customer up at once (and may send a
+    passcode): it counts, per address; a request without a prefilled value does not."""
+    live = make_live(ratelimit_authorize="3 per minute")
+    visitor = Visitor()
+    for scope in ("FB=4_16_51", None, "FB=4_16_51;AdditionalScope=auth-phone", "FB=4_x", "FB=4_16_51") * 2:
+        page = authorize(visitor, live, CLIENT["client_id"], scope=scope)      # free, any number of times
+        assert page.status in (200, 400) and "Too many" not in page.body_text, page.body_text[:300]
+    for _ in range(3):
+        page = authorize(Visitor(), live, CLIENT["client_id"], scope=PREFILLED)
+        assert page.status == 200 and page.url.endswith("/authorize/verify"), page.body_text[:300]
+    _assert_too_many(authorize(Visitor(), live, CLIENT["client_id"], scope=PREFILLED))
+    head = visitor.http.head(live.sandbox_url + "/oauth/authorize", timeout=10, allow_redirects=False,
+                             params={"response_type": "code", "client_id": CLIENT["client_id"], "scope": PREFILLED})
+    assert head.status_code == 429                                   # HEAD runs the view too: it counts
+    page = authorize(visitor, live, CLIENT["client_id"])             # plain requests still go through
+    assert page.status == 200 and page.url.endswith("/authorize/lookup")
+    other = from_address(Visitor(), OTHER_ADDRESS)
+    page = authorize(other, live, CLIENT["client_id"], scope=PREFILLED)
+    assert page.url.endswith("/authorize/verify")
+
+
+def test_prefilled_authorize_requests_and_lookup_forms_have_their_own_allowances(make_live):
+    live = make_live(ratelimit_authorize="1 per minute", ratelimit_lookup="1 per minute")
+    page = authorize(Visitor(), live, CLIENT["client_id"], scope=PREFILLED)
+    assert page.url.endswith("/authorize/verify")
+    visitor = Visitor()
+    page = lookup(visitor, authorize(visitor, live, CLIENT["client_id"]), "phone", RESIDENTIAL_PHONE)
+    assert page.url.endswith("/authorize/verify")
+    _assert_too_many(authorize(Visitor(), live, CLIENT["client_id"], scope=PREFILLED))
+
+
+@pytest.mark.parametrize("scope, counted", [
+    (PREFILLED, True),
+    ("FB=4_16_51;AdditionalScope=auth-email-uapi-test-residential%40example.com", True),
+    ("FB=4_16_51;AdditionalScope=auth-account-111111111-1", True),
+    ("FB=4_16_51;AdditionalScope=auth-email", False),                # the lookup type only: no lookup
+    ("FB=4_16_51;AdditionalScope=noedit", False),
+    ("FB=4_16_51", False),
+    ("", False),
+    ("FB=;;AdditionalScope=auth-phone-1", False),                     # refused as invalid_scope first
+])
+def test_which_authorize_requests_count(tmp_path, scope, counted):
+    app = create_sandbox(_settings(tmp_path))
+    with app.test_request_context("/oauth/authorize", query_string={"scope": scope}):
+        assert ratelimit.prefilled_lookup() is counted
+
+
 # ---- dashboard sign-in -------------------------------------------------------------------------
 
 def test_dashboard_sign_in_counts_failures_per_ip(make_live):
@@ -251,7 +305,7 @@ def _settings(tmp_path, **overrides):
                         **overrides}, env={})
 
 
-@pytest.mark.parametrize("key", ["ratelimit_otp", "ratelimit_lookup", "ratelimit_signin"])
+@pytest.mark.parametrize("key", ["ratelimit_otp", "ratelimit_lookup", "ratelimit_signin", "ratelimit_authorize"])
 def test_a_bad_limit_stops_the_start(tmp_path, key):
     with pytest.raises(ConfigError, match=key):
         create_sandbox(_settings(tmp_path, **{key: "lots per minute"}))
@@ -278,9 +332,11 @@ def test_defaults_are_on_parse_and_leave_room_for_the_test_suites():
 
 
 def test_an_empty_limit_switches_that_rule_off(tmp_path):
-    app = create_sandbox(_settings(tmp_path, ratelimit_signin=""))
+    app = create_sandbox(_settings(tmp_path, ratelimit_signin="", ratelimit_authorize=""))
     assert not hasattr(app.view_functions["dashboard.sign_in"], "__wrapped__")
+    assert not hasattr(app.view_functions["sandbox.authorize"], "__wrapped__")
     assert hasattr(app.view_functions["sandbox.verify"], "__wrapped__")
+    assert hasattr(create_sandbox(_settings(tmp_path)).view_functions["sandbox.authorize"], "__wrapped__")
 
 
 @pytest.mark.parametrize("remote, key", [

@@ -66,6 +66,7 @@ def index():
 
 
 @bp.get("/oauth/authorize")
+@ratelimit.limited(ratelimit.AUTHORIZE_LOOKUP)
 def authorize():
     try:
         grant = server().get_consent_grant(end_user=None)
@@ -292,7 +293,8 @@ def _after_decision_without_redirect(client: ClientRow | None, authorization: Au
 
 
 def _receipt_url(uid: str) -> str:
-    return url_for(".receipt", uid=uid, key=portal.receipt_key(current_app.secret_key, uid))
+    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.secret_key]   # newest last
+    return url_for(".receipt", uid=uid, key=portal.receipt_key(keys, uid))
 
 
 @bp.get("/authorize/declined")
@@ -303,7 +305,8 @@ def declined():
 
 def _receipt_authorization(s, uid: str, key: str | None) -> AuthorizationRow:
     row = s.get(AuthorizationRow, uid) if len(uid) <= 32 else None
-    if row is None or not portal.receipt_key_valid(current_app.secret_key, uid, key):
+    keys = [*current_app.config["SECRET_KEY_FALLBACKS"], current_app.secret_key]   # any of them
+    if row is None or not portal.receipt_key_valid(keys, uid, key):
         abort(404, "This receipt link isn't valid. Use the link exactly as you received it, or find your "
                    "authorizations under My authorizations.")
     return row

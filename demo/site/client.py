@@ -4,6 +4,7 @@ custodian's ESPI resources over HTTP."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import socket
 import threading
 import time
@@ -13,18 +14,32 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 import urllib3
+import urllib3.connection
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 from authlib.integrations.requests_client import OAuth2Session
 
 from ..espi import parse as espi_parse
 from ..espi.parse import EspiError
-from .explain import error_from_body, explain
+from .explain import (
+    error_from_body,
+    explain,
+    for_status,
+    looks_like_html,
+    parse_retry_after,
+    retry_phrase,
+    text_excerpt,
+)
 
 #: default caps on one download from the custodian (config ``http_max_body``, ``http_max_seconds``)
 MAX_BODY = 32 * 1024 * 1024
 MAX_SECONDS = 60.0
+#: a token endpoint's answer is a few hundred bytes: more than this is refused whatever ``http_max_body`` says
+TOKEN_MAX_BODY = 1024 * 1024
+#: of an error answer (any status but 200) this much is read and kept; the rest is left unread
+ERROR_BODY = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -58,6 +73,130 @@ def current_limits() -> Limits:
     return _limits.get() or Limits()
 
 
+# --- a whole-answer guard for the part before the body ------------------------------------------
+#
+# ``timeout`` bounds each wait, so a custodian that sends its status line and headers a byte at a
+# time would hold the request (and the site's worker) for as long as it likes; the body has
+# :func:`read_capped`. Every call goes through a :class:`GuardedAdapter`: its connections report
+# themselves to the guard of the call on this thread, and the guard shuts their socket down if no
+# response has arrived after ``max_seconds``.
+
+_watch = threading.local()
+
+
+class TotalTimeout(requests.Timeout):
+    """The answer's status line and headers did not arrive within ``http_max_seconds``."""
+
+
+class _Guard:
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._conns: list = []
+        self._lock = threading.Lock()
+        self._done = False
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def watch(self, conn) -> None:
+        with self._lock:
+            self._conns.append(conn)
+
+    def __enter__(self) -> _Guard:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def _cut(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            for conn in self._conns:
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+
+class _Watched:
+    """Mixed into urllib3's connection classes: a request on this thread tells its guard."""
+
+    def request(self, *args, **kwargs):
+        guard = getattr(_watch, "guard", None)
+        if guard is not None:
+            guard.watch(self)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class GuardedAdapter(requests.adapters.HTTPAdapter):
+    """An ``HTTPAdapter`` whose sends give up when no answer (status line and headers) has come
+    within ``http_max_seconds`` (:func:`current_limits`), however slowly it trickles in. The body
+    is read afterwards, within the same caps, by :func:`read_capped`."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is urllib3.ProxyManager:   # an HTTP(S) proxy; SOCKS keeps its own connections
+            manager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
+        return manager
+
+    def send(self, request: requests.PreparedRequest, *args, **kwargs) -> requests.Response:
+        guard = _Guard(current_limits().max_seconds)
+        outer = getattr(_watch, "guard", None)
+        _watch.guard = guard
+        try:
+            with guard:
+                resp = super().send(request, *args, **kwargs)
+        except requests.RequestException as exc:
+            if guard.expired:
+                raise TotalTimeout(f"no answer within {guard.seconds:g} s", request=request) from exc
+            raise
+        finally:
+            _watch.guard = outer
+        if guard.expired:   # cut while the headers came: what arrived may look like a whole answer
+            resp.close()
+            raise TotalTimeout(f"no answer within {guard.seconds:g} s", request=request)
+        return resp
+
+
+def guarded(session: requests.Session) -> requests.Session:
+    """``session`` with :class:`GuardedAdapter` for http and https."""
+    session.mount("http://", GuardedAdapter())
+    session.mount("https://", GuardedAdapter())
+    return session
+
+
+def _plain(http: requests.Session | None) -> requests.Session:
+    """The session to use: the caller's (a recorder's, guarded too) or a new guarded one."""
+    return http if http is not None else guarded(requests.Session())
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     client_id: str
@@ -73,22 +212,33 @@ class ClientConfig:
 class CustodianError(Exception):
     """A failed exchange with the custodian, explained for a person.
 
-    ``kind`` is the OAuth/HTTP error code or one of ``timeout``,
-    ``connection``, ``http``, ``not_xml``, ``too_large``.
+    ``kind`` is the OAuth/UtilityAPI error code of the answer, or one the site names: ``timeout``,
+    ``connection``, ``http`` (an error status without a code), ``html`` (a web page instead of
+    data), ``not_json``, ``not_xml``, ``truncated``, ``too_large``, ``read_error``.
+    ``retry_after``: seconds the custodian asked to wait (429/503 Retry-After); ``excerpt``: the
+    start of an unexpected body as plain text.
     """
 
     def __init__(self, kind: str, message: str, *, step: str, status: int | None = None,
-                 description: str | None = None) -> None:
+                 description: str | None = None, retry_after: int | None = None,
+                 excerpt: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.step = step
         self.status = status
         self.description = description
+        self.retry_after = retry_after
+        self.excerpt = excerpt
 
     def as_dict(self) -> dict:
-        return {"error": self.kind, "message": self.message, "step": self.step,
-                "status": self.status, "error_description": self.description}
+        out = {"error": self.kind, "message": self.message, "step": self.step,
+               "status": self.status, "error_description": self.description}
+        if self.retry_after is not None:
+            out["retry_after"] = self.retry_after
+        if self.excerpt:
+            out["excerpt"] = self.excerpt
+        return out
 
 
 class NotReady(Exception):
@@ -126,6 +276,8 @@ def _session(cfg: ClientConfig, scope: str | None = None, http: requests.Session
     if http is not None:
         for prefix, adapter in http.adapters.items():
             sess.mount(prefix, adapter)
+    else:
+        guarded(sess)
     return sess
 
 
@@ -137,27 +289,36 @@ def authorization_url(cfg: ClientConfig, scope: str, state: str, code_verifier: 
     return url
 
 
+TOKEN_ENDPOINT = "The token endpoint"
+
+
 def _token_request(cfg: ClientConfig, http: requests.Session | None, step: str, **fields) -> dict:
     """``POST`` the token endpoint with ``fields`` (client authentication as configured); the
-    whole token JSON, or a :class:`CustodianError` that says what went wrong."""
+    whole token JSON, or a :class:`CustodianError` that says what went wrong.
+
+    Authlib sends the request (streamed) and parses the token; its ``access_token_response``
+    compliance hook hands us the response first, and we read the body through
+    :func:`read_capped` (size and total time) and turn any answer that is not a JSON object
+    with 2xx into an explained error. Authlib then parses what we read."""
+
+    def capped(resp: requests.Response) -> requests.Response:
+        limits = current_limits()
+        resp._content = read_capped(resp, cfg.token_url, step, limits=Limits(
+            min(limits.max_body, TOKEN_MAX_BODY), limits.max_seconds), who=TOKEN_ENDPOINT)
+        check_json_answer(resp, resp._content, cfg.token_url, step, who=TOKEN_ENDPOINT)
+        return resp
+
     try:
         with _session(cfg, http=http) as sess:
-            token = sess.fetch_token(cfg.token_url, timeout=cfg.timeout, **fields)
-    except OAuthError as exc:
+            sess.register_compliance_hook("access_token_response", capped)
+            token = sess.fetch_token(cfg.token_url, timeout=cfg.timeout, stream=True, **fields)
+    except OAuthError as exc:    # a 2xx JSON object that names an error
         raise CustodianError(exc.error or "oauth_error", explain(exc.error), step=step,
                              description=exc.description) from None
-    except requests.Timeout:
-        raise CustodianError("timeout", f"The token endpoint did not answer within {cfg.timeout:g} s.",
-                             step=step) from None
-    except requests.ConnectionError:
-        raise CustodianError("connection", f"Could not connect to the token endpoint {cfg.token_url}.",
-                             step=step) from None
-    except requests.HTTPError as exc:   # Authlib raises for 5xx
-        status = exc.response.status_code if exc.response is not None else None
-        raise CustodianError("http", f"The token endpoint answered HTTP {status}.", step=step,
-                             status=status) from None
-    except ValueError as exc:  # not JSON
-        raise CustodianError("not_json", f"The token endpoint did not answer with JSON ({exc}).",
+    except requests.RequestException as exc:
+        raise request_error(exc, cfg.token_url, step, cfg.timeout, who=TOKEN_ENDPOINT) from None
+    except ValueError as exc:   # Authlib could not read what the hook let through (should not happen)
+        raise CustodianError("not_json", f"The token endpoint's answer could not be read as a token ({exc}).",
                              step=step) from None
     return dict(token)
 
@@ -191,89 +352,89 @@ def revoke_token(cfg: ClientConfig, token: str, hint: str | None, http: requests
     url = revocation_url(cfg.token_url)
     try:
         with _session(cfg, http=http) as sess:
-            resp = sess.revoke_token(url, token=token, token_type_hint=hint, timeout=cfg.timeout)
-    except requests.Timeout:
-        raise CustodianError("timeout", f"{url} did not answer within {cfg.timeout:g} s.", step="revoke") from None
-    except requests.ConnectionError:
-        raise CustodianError("connection", f"Could not connect to {url}.", step="revoke") from None
+            with sess.revoke_token(url, token=token, token_type_hint=hint, timeout=cfg.timeout,
+                                   stream=True) as resp:
+                body = read_answer(resp, url, "revoke")
+    except requests.RequestException as exc:
+        raise request_error(exc, url, "revoke", cfg.timeout) from None
     if resp.status_code != 200:
-        raise _http_error(resp, url, "revoke")
+        raise answer_error(resp, body, url, "revoke")
     return resp.status_code
-
-
-def _http_error(resp: requests.Response, url: str, step: str) -> CustodianError:
-    """A non-success answer, named by its JSON error code when it has one."""
-    text = resp.text[:2000]   # these calls are not streamed
-    code, desc = error_from_body(text)
-    if code:
-        return CustodianError(code, explain(code), step=step, status=resp.status_code, description=desc)
-    return CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
-                          status=resp.status_code, description=text[:500])
 
 
 def post_json(url: str, bearer: str, *, step: str, timeout: float = 10.0,
               http: requests.Session | None = None) -> dict:
-    """``POST`` a JSON API action with an API token (e.g. ``authorizations/{uid}/revoke``)."""
+    """``POST`` a JSON API action with an API token (e.g. ``authorizations/{uid}/revoke``),
+    within the caps of :func:`read_capped`."""
     try:
-        resp = (http or requests).post(url, headers={"Authorization": f"Bearer {bearer}",
-                                                     "Accept": "application/json"},
-                                       timeout=timeout, allow_redirects=False)
-    except requests.Timeout:
-        raise CustodianError("timeout", f"{url} did not answer within {timeout:g} s.", step=step) from None
-    except requests.ConnectionError:
-        raise CustodianError("connection", f"Could not connect to {url}.", step=step) from None
-    if not 200 <= resp.status_code < 300:
-        raise _http_error(resp, url, step)
+        with _plain(http).post(url, headers={"Authorization": f"Bearer {bearer}", "Accept": "application/json"},
+                               timeout=timeout, allow_redirects=False, stream=True) as resp:
+            body = read_answer(resp, url, step)
+    except requests.RequestException as exc:
+        raise request_error(exc, url, step, timeout) from None
+    if 200 <= resp.status_code < 300 and not body.strip():
+        return {}           # an action may answer 204 / an empty 200
+    return check_json_answer(resp, body, url, step)
+
+
+def get_json(url: str, bearer: str, *, step: str, timeout: float = 10.0, params: Mapping | None = None,
+             http: requests.Session | None = None, max_body: int | None = None, who: str | None = None) -> dict:
+    """``GET`` a JSON API resource with an API token, within the caps of :func:`read_capped`
+    (and ``max_body`` if smaller); the JSON object, or an explained :class:`CustodianError`."""
+    limits = current_limits()
+    if max_body:
+        limits = Limits(min(limits.max_body, max_body), limits.max_seconds)
     try:
-        data = resp.json()
-    except ValueError:
-        raise CustodianError("not_json", f"{url} did not answer with JSON.", step=step,
-                             status=resp.status_code) from None
-    return data if isinstance(data, dict) else {"data": data}
+        with _plain(http).get(url, params=params, headers={"Authorization": f"Bearer {bearer}",
+                                                           "Accept": "application/json"},
+                              timeout=timeout, allow_redirects=False, stream=True) as resp:
+            body = read_answer(resp, url, step, limits=limits, who=who)
+    except requests.RequestException as exc:
+        raise request_error(exc, url, step, timeout, who=who) from None
+    return check_json_answer(resp, body, url, step, who=who)
 
 
-ERROR_BODY = 64 * 1024
+# --- reading answers: one capped reader and one way to explain what came back -----------------
+
+def read_answer(resp: requests.Response, url: str, step: str, *, limits: Limits | None = None,
+                who: str | None = None) -> bytes:
+    """The body of a streamed answer: a success is read whole within the caps (more is an
+    error), an error status only its first :data:`ERROR_BODY` bytes (enough to explain it)."""
+    if 200 <= resp.status_code < 300:
+        return read_capped(resp, url, step, limits=limits, who=who)
+    return read_capped(resp, url, step, limits=limits, who=who, keep=ERROR_BODY)
 
 
-def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0,
-              http: requests.Session | None = None, limits: Limits | None = None) -> bytes:
-    """GET an ESPI resource with the Bearer token; capped in size and total time (``limits``,
-    else :func:`current_limits`). With ``http`` (a recorder's session) the call is recorded;
-    otherwise plain ``requests``."""
+def read_capped(resp: requests.Response, url: str, step: str, *, limits: Limits | None = None,
+                who: str | None = None, keep: int | None = None) -> bytes:
+    """Read a response sent with ``stream=True`` within ``limits`` (else :func:`current_limits`):
+    at most ``max_body`` bytes after gzip decoding (a declared larger Content-Length is refused
+    before a byte is read) and ``max_seconds`` from now to the last byte, also when a body comes
+    a byte at a time. With ``keep``, only the first ``keep`` bytes are read and the rest is left
+    (for error pages). Every call to the custodian reads its answer here; failures come back as
+    an explained :class:`CustodianError` and the response is closed."""
     limits = limits or current_limits()
+    who = who or url
     try:
-        with (http or requests).get(url, headers={"Authorization": f"Bearer {access_token}",
-                                                  "Accept": "application/atom+xml"},
-                                    timeout=timeout, stream=True, allow_redirects=False) as resp:
-            with _Deadline(resp, limits.max_seconds) as deadline:
-                try:
-                    return _read_body(resp, url, step, limits.max_body, deadline)
-                except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
-                    if deadline.expired:
-                        raise deadline.error(url, step) from None
-                    raise
-    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-        raise CustodianError("timeout", f"{url} did not answer within {timeout:g} s.", step=step) from None
-    except requests.ConnectionError:
-        raise CustodianError("connection", f"Could not connect to {url}.", step=step) from None
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:   # the body broke off
-        raise CustodianError("read_error", f"The answer from {url} was cut off: {type(exc).__name__}.",
-                             step=step) from None
+        with _Deadline(resp, limits.max_seconds) as deadline:
+            try:
+                if keep is not None:
+                    data = _read_some(resp, keep, deadline)
+                else:
+                    data = _read_all(resp, url, step, limits.max_body, deadline)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+                if deadline.expired:
+                    raise deadline.error(url, step) from None
+                raise _broken(exc, who, step, resp) from None
+            if deadline.expired:
+                raise deadline.error(url, step)
+            return data
+    except CustodianError:
+        resp.close()
+        raise
 
 
-def _read_body(resp: requests.Response, url: str, step: str, max_body: int, deadline: _Deadline) -> bytes:
-    if resp.status_code == 202:
-        retry = resp.headers.get("Retry-After", "").strip()
-        resp.raw.read(ERROR_BODY, decode_content=True)
-        raise NotReady(int(retry) if retry.isdigit() else None)
-    if resp.status_code != 200:
-        body = resp.raw.read(ERROR_BODY, decode_content=True).decode("utf-8", "replace")
-        code, desc = error_from_body(body)
-        if code:
-            raise CustodianError(code, f"{url} answered HTTP {resp.status_code}: {explain(code)}",
-                                 step=step, status=resp.status_code, description=desc)
-        raise CustodianError("http", f"{url} answered HTTP {resp.status_code}.", step=step,
-                             status=resp.status_code, description=body[:500])
+def _read_all(resp: requests.Response, url: str, step: str, max_body: int, deadline: _Deadline) -> bytes:
     declared = resp.headers.get("Content-Length", "").strip()
     if declared.isdigit() and int(declared) > max_body:      # refused before a byte of it is read
         raise _too_large(url, step, max_body)
@@ -285,9 +446,150 @@ def _read_body(resp: requests.Response, url: str, step: str, max_body: int, dead
         if deadline.expired or deadline.passed():
             raise deadline.error(url, step)
         chunks.append(chunk)
-    if deadline.expired:
-        raise deadline.error(url, step)
     return b"".join(chunks)
+
+
+def _read_some(resp: requests.Response, keep: int, deadline: _Deadline) -> bytes:
+    chunks, size = [], 0
+    for chunk in resp.iter_content(min(keep, 65536)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= keep or deadline.expired or deadline.passed():
+            break
+    return b"".join(chunks)[:keep]
+
+
+def _broken(exc: BaseException, who: str, step: str, resp: requests.Response) -> CustodianError:
+    """A body that broke off while it was read: cut short (fewer bytes than Content-Length) or
+    the connection failed."""
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError | urllib3.exceptions.ProtocolError) \
+            or "IncompleteRead" in text:
+        declared = resp.headers.get("Content-Length", "").strip()
+        promised = f" it announced {int(declared):,} bytes (Content-Length) but" if declared.isdigit() else ""
+        return CustodianError("truncated", f"The answer from {_lower(who)} was cut short:{promised} the connection "
+                              "closed before the whole body arrived.", step=step, status=resp.status_code)
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.ReadTimeoutError | TimeoutError) \
+            or "timed out" in text:   # requests reports a read timeout inside a body as a ConnectionError
+        return CustodianError("timeout", f"{who} stopped sending its answer part way through and did not go "
+                              "on within the time limit.", step=step, status=resp.status_code)
+    return CustodianError("read_error", f"The answer from {_lower(who)} was cut off: {type(exc).__name__}.", step=step,
+                          status=resp.status_code)
+
+
+def request_error(exc: requests.RequestException, url: str, step: str, timeout: float,
+                  who: str | None = None) -> CustodianError:
+    """A request that got no answer (or whose answer broke off before :func:`read_capped`)."""
+    who = who or url
+    if isinstance(exc, TotalTimeout):
+        return CustodianError("timeout", f"{who} did not finish the start of its answer (status line and headers) "
+                              f"within {current_limits().max_seconds:g} s, the site's total time limit "
+                              "(GBC_HTTP_MAX_SECONDS); it was cut off there.", step=step)
+    if isinstance(exc, requests.Timeout):
+        return CustodianError("timeout", f"{who} did not answer within {timeout:g} s (GBC_HTTP_TIMEOUT).",
+                              step=step)
+    if isinstance(exc, requests.ConnectionError):
+        why = _refused_or(exc)
+        where = f" {url}" if who != url else ""
+        return CustodianError("connection", f"Could not connect to {_lower(who)}{where}"
+                              f"{': ' + why if why else ''}.", step=step)
+    return CustodianError("read_error", f"The request to {url} failed: {type(exc).__name__}.", step=step)
+
+
+def _lower(who: str) -> str:
+    """"The token endpoint" inside a sentence; a URL as it is."""
+    return who if "://" in who else who[:1].lower() + who[1:]
+
+
+def _refused_or(exc: BaseException) -> str:
+    """A short reason from a connection error's chain ("connection refused", …), or ""."""
+    seen, cur = 0, exc
+    while cur is not None and seen < 10:
+        if isinstance(cur, ConnectionRefusedError):
+            return "connection refused (nothing listens on that host and port)"
+        if isinstance(cur, socket.gaierror):
+            return "the host name could not be resolved"
+        cur = cur.__cause__ or cur.__context__ or (cur.args[0] if cur.args and isinstance(cur.args[0],
+                                                                                       BaseException) else None)
+        seen += 1
+    text = str(exc)
+    if "Connection refused" in text:
+        return "connection refused (nothing listens on that host and port)"
+    if "RemoteDisconnected" in text or "Connection aborted" in text:
+        return "the server closed the connection without answering"
+    return ""
+
+
+def answer_error(resp: requests.Response, body: bytes, url: str, step: str, *, who: str | None = None,
+                 expected: str = "JSON") -> CustodianError:
+    """An answer with an error status, explained: by its OAuth/UtilityAPI error code when the
+    body has one, else by the status; Retry-After (seconds or an HTTP-date) says when to try
+    again, and an HTML page is named as such with the start of its text."""
+    who = who or url
+    status = resp.status_code
+    retry = parse_retry_after(resp.headers.get("Retry-After"))
+    when = retry_phrase(retry)
+    text = body.decode("utf-8", "replace")
+    code, desc = error_from_body(text)
+    reason = f" ({resp.reason})" if resp.reason else ""
+    if code:
+        message = f"{who} answered HTTP {status}{reason} with the error {code!r}: {explain(code)}"
+        return CustodianError(code, " ".join(p for p in (message, when) if p), step=step, status=status,
+                              description=desc, retry_after=retry)
+    found = for_status(status)
+    meaning = f" {found.message}" if found else ""
+    html = looks_like_html(resp.headers.get("Content-Type"), body)
+    page = f" Instead of {expected} it sent an HTML page." if html else ""
+    message = " ".join(p for p in (f"{who} answered HTTP {status}{reason}.{meaning}{page}", when) if p)
+    excerpt = text_excerpt(body) or None
+    return CustodianError("http", message, step=step, status=status, retry_after=retry,
+                          description=None if html else (text[:500] or None), excerpt=excerpt if html else None)
+
+
+def check_json_answer(resp: requests.Response, body: bytes, url: str, step: str, *,
+                      who: str | None = None) -> dict:
+    """A 2xx answer that is a JSON object, as a dict; anything else as an explained error."""
+    who = who or url
+    if not 200 <= resp.status_code < 300:
+        raise answer_error(resp, body, url, step, who=who, expected="JSON")
+    if looks_like_html(resp.headers.get("Content-Type"), body):
+        raise CustodianError("html", f"{who} answered with an HTML page instead of JSON (HTTP {resp.status_code}, "
+                             f"Content-Type {resp.headers.get('Content-Type') or 'not given'}).", step=step,
+                             status=resp.status_code, excerpt=text_excerpt(body) or None)
+    try:
+        data = json.loads(body.decode("utf-8-sig")) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if not isinstance(data, dict):
+        raise CustodianError("not_json", f"{who} did not answer with a JSON object (HTTP {resp.status_code}, "
+                             f"{len(body):,} bytes).", step=step, status=resp.status_code,
+                             excerpt=text_excerpt(body) or None)
+    return data
+
+
+def fetch_xml(url: str, access_token: str, *, step: str, timeout: float = 10.0,
+              http: requests.Session | None = None, limits: Limits | None = None) -> bytes:
+    """GET an ESPI resource with the Bearer token; capped in size and total time (``limits``,
+    else :func:`current_limits`). With ``http`` (a recorder's session) the call is recorded;
+    otherwise plain ``requests``."""
+    limits = limits or current_limits()
+    try:
+        with _plain(http).get(url, headers={"Authorization": f"Bearer {access_token}",
+                                            "Accept": "application/atom+xml"},
+                              timeout=timeout, stream=True, allow_redirects=False) as resp:
+            if resp.status_code == 202:
+                read_capped(resp, url, step, limits=limits, keep=ERROR_BODY)
+                raise NotReady(parse_retry_after(resp.headers.get("Retry-After")))
+            body = read_answer(resp, url, step, limits=limits)
+    except requests.RequestException as exc:
+        raise request_error(exc, url, step, timeout) from None
+    if resp.status_code != 200:
+        raise answer_error(resp, body, url, step, expected="Atom XML")
+    if looks_like_html(resp.headers.get("Content-Type"), body):
+        raise CustodianError("html", f"{url} answered with an HTML page instead of Atom XML (HTTP 200, "
+                             f"Content-Type {resp.headers.get('Content-Type') or 'not given'}).", step=step,
+                             status=200, excerpt=text_excerpt(body) or None)
+    return body
 
 
 def _too_large(url: str, step: str, max_body: int) -> CustodianError:

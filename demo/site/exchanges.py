@@ -35,12 +35,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..storage import Database
 from ..tokens import mask
+from .client import GuardedAdapter
 from .models import Exchange
 
 log = logging.getLogger(__name__)
@@ -400,8 +400,10 @@ class _Tee:
             release()
 
 
-class RecordingAdapter(HTTPAdapter):
-    """An ``HTTPAdapter`` that records each request it sends through a :class:`Recorder`."""
+class RecordingAdapter(GuardedAdapter):
+    """An ``HTTPAdapter`` that records each request it sends through a :class:`Recorder` (and,
+    as every adapter of the site's calls, gives up on an answer that does not start within
+    ``http_max_seconds``: see :class:`~.client.GuardedAdapter`)."""
 
     def __init__(self, recorder: Recorder, kind: str | None = None) -> None:
         super().__init__()

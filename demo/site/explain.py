@@ -9,10 +9,14 @@ was expected). No Flask: the run page, the run JSON and the tools all ask here.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 
@@ -44,6 +48,21 @@ OAUTH: dict[str, Explanation] = {e.code: e for e in (
        "This client is not allowed to use this grant type or response type.",
        "Check the registration at the utility: the grant types enabled for this client_id, and that you use the "
        "client_id of this utility (registrations are per utility)."),
+    _e("issuer_mismatch", "Answered by another custodian",
+       "The site refused this response before any token request: its iss names another custodian than the "
+       "one this run was started at (a mix-up, RFC 9700 §4.4). The code was not sent anywhere.",
+       "Check which custodian this browser was sent to. If the custodian's issuer is not the authorize URL's "
+       "origin, enter it as Issuer on Settings."),
+    _e("issuer_missing", "No issuer in the response",
+       "The site refused this response before any token request: it has no iss parameter, and this run "
+       "requires one. The code was not sent anywhere.",
+       "Untick Refuse a response without iss on Settings for a custodian that doesn't send iss (UtilityAPI is "
+       "not known to send it)."),
+    _e("wrong_redirect_path", "Arrived on another redirect path",
+       "The site refused this response before any token request: it arrived on another path than this run's "
+       "redirect_uri, which, with one redirect URI per custodian, means another custodian answered.",
+       "Check the redirect URI registered at each custodian and the one on Settings: they must match byte "
+       "for byte."),
     _e("access_denied", "Declined",
        "The customer declined to share their data (or the utility refused the request).",
        "Nothing to fix on your side if the customer chose Decline; otherwise check the requested scope and "
@@ -155,6 +174,15 @@ TRANSPORT: dict[str, Explanation] = {e.code: e for e in (
     _e("read_error", "Answer cut off", "The connection broke while the body was being read.",
        "Try again; if it repeats with big feeds, ask for a smaller date range."),
     _e("transport", "HTTP failure", "The request could not be sent or its answer read.", "See the message."),
+    _e("truncated", "Answer cut short",
+       "The connection closed before the whole answer arrived: the body is shorter than its Content-Length.",
+       "Try again; if it repeats, something between the site and the custodian (a proxy, a crashing worker) "
+       "breaks the answers off."),
+    _e("html", "HTML instead of data",
+       "The custodian answered with a web page (HTML) where JSON or Atom XML was expected: usually an error or "
+       "maintenance page of a proxy or load balancer, a login page, or the wrong URL.",
+       "Check the URL (token endpoint, resource URI, API base) and read the page's text below; try again later "
+       "if it is a maintenance page."),
     _e("not_json", "Not JSON", "The answer was expected to be JSON but is not (an HTML error page, a proxy's "
        "answer, or the wrong URL).", "Check the URL (token endpoint, API base) and look at the body below."),
     _e("not_xml", "Not XML", "The answer was expected to be Atom XML but is not.",
@@ -251,8 +279,68 @@ def _header(headers: Any, name: str) -> str | None:
 
 
 def _retry_after(headers: Any) -> int | None:
-    value = (_header(headers, "Retry-After") or "").strip()
-    return int(value) if value.isdigit() else None
+    return parse_retry_after(_header(headers, "Retry-After"))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> int | None:
+    """``Retry-After`` (RFC 9110 §10.2.3) as seconds from ``now``: delay-seconds, or an HTTP-date
+    (a date in the past is 0). None when absent or unreadable."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return min(int(value), 10**9)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0, int(when.timestamp() - (time.time() if now is None else now) + 0.5))
+
+
+def retry_phrase(seconds: int | None, now: float | None = None) -> str:
+    """``It asks to wait 30 s before trying again (until 04:31:02 UTC).`` or ``""``."""
+    if seconds is None:
+        return ""
+    at = datetime.fromtimestamp((time.time() if now is None else now) + seconds, UTC)
+    minutes, rest = divmod(seconds, 60)
+    wait = f"{seconds} s" if seconds < 120 else f"{minutes} min" + (f" {rest} s" if rest else "")
+    return f"It asks to wait {wait} before trying again (Retry-After), that is until {at:%Y-%m-%d %H:%M:%S} UTC."
+
+
+_HTML_START = re.compile(rb"^(?:\xef\xbb\xbf)?\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b", re.I | re.S)
+
+
+def looks_like_html(content_type: str | None, body: bytes | str | None) -> bool:
+    """Is this answer a web page? By its Content-Type or by how its body starts."""
+    if "html" in (content_type or "").lower():
+        return True
+    head = body[:1024] if body else b""
+    if isinstance(head, str):
+        head = head.encode("utf-8", "replace")
+    return bool(_HTML_START.match(head))
+
+
+_SCRIPT = re.compile(r"<(script|style)\b.*?(?:</\1\s*>|$)", re.I | re.S)
+_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.S)
+_INLINE_TAG = re.compile(r"</?(?:a|abbr|b|code|em|i|small|span|strong|sub|sup|u)\b[^>]*>", re.I)
+_TAG = re.compile(r"<[^>]*>?")
+
+
+def text_excerpt(body: bytes | str | None, limit: int = 200) -> str:
+    """The readable text at the start of a body (tags, scripts and comments dropped, entities
+    decoded, spaces collapsed), at most ``limit`` characters: for saying what an HTML page or
+    other unexpected answer says. Plain text: templates escape it like any other."""
+    if not body:
+        return ""
+    text = body[:16384].decode("utf-8", "replace") if isinstance(body, bytes) else body[:16384]
+    text = _TAG.sub(" ", _INLINE_TAG.sub("", _COMMENT.sub(" ", _SCRIPT.sub(" ", text))))
+    text = " ".join(html.unescape(text).split())
+    text = "".join(c for c in text if c.isprintable())
+    return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
 
 def error_from_body(body: str | None) -> tuple[str | None, str | None]:
@@ -274,13 +362,16 @@ def combine(code: str | None, status: int | None = None, detail: str | None = No
     """The explanation for an error code and/or HTTP status: the code's words, with the status's
     hint added when the code is unknown."""
     by_code, by_status = lookup(code), for_status(status)
+    if code == "http" and by_status is not None:
+        by_code = None          # a bare HTTP error: the status says more than "HTTP error"
+        code = by_status.code
     base = by_code or by_status
     if base is None:
         if not code:
             return None
         base = Explanation(code, code.replace("_", " ").capitalize(), f"The custodian reported the error {code!r}.",
                            "Read error_description; the custodian's documentation names its codes.")
-    if by_code is None and code and by_status is not None:
+    if by_code is None and code and by_status is not None and code != by_status.code:
         base = Explanation(code, by_status.title, f"{by_status.message} (error {code!r})", by_status.hint)
     return Explanation(base.code, base.title, base.message, base.hint, detail=detail or base.detail,
                        status=status, retry_after=retry_after)
@@ -309,6 +400,8 @@ def explain_exchange(ex: Mapping[str, Any]) -> Explanation | None:
         return found
     if status >= 400:
         code, desc = error_from_body(body)
+        if code is None and looks_like_html(_header(headers, "Content-Type"), body):
+            desc = text_excerpt(body) or None
         challenge = _header(headers, "WWW-Authenticate") or ""
         params_ = dict(_CHALLENGE.findall(challenge))
         if code is None and params_.get("error"):
@@ -319,11 +412,14 @@ def explain_exchange(ex: Mapping[str, Any]) -> Explanation | None:
     if 200 <= status < 300 and body and not ex.get("response_truncated"):
         ctype = (_header(headers, "Content-Type") or "").lower()
         start = body.lstrip()[:1]
+        if ex.get("kind") in ("token", "json", "espi") and looks_like_html(ctype, body):
+            page = TRANSPORT["html"]
+            wanted = "XML" if ex.get("kind") == "espi" else "JSON"
+            return Explanation(f"not_{wanted.lower()}", f"HTML instead of {wanted}", page.message, page.hint,
+                               detail=text_excerpt(body) or None, status=status)
         if ex.get("kind") in ("token", "json") and start not in ("{", "[") and "csv" not in ctype:
             return combine("not_json", status)
         if ex.get("kind") == "espi" and start != "<":
-            return combine("not_xml", status)
-        if ex.get("kind") == "espi" and "html" in ctype:
             return combine("not_xml", status)
     return None
 

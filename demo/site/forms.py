@@ -69,6 +69,8 @@ class SettingsForm(FlaskForm):
     redirect_uri = URLField("redirect_uri", validators=URL_CHECKS)
     authorize_url = URLField("Authorize URL", validators=URL_CHECKS)
     token_url = URLField("Token URL", validators=URL_CHECKS)
+    issuer = StringField("Issuer (iss)", validators=[Optional(), URL(require_tld=False), Length(max=500), no_spaces])
+    require_iss = BooleanField("Refuse a response without iss")
     scope = StringField("Default scope", validators=[DataRequired(), Length(max=1000), single_line])
     pkce = BooleanField("Use PKCE (S256)")
     token_auth_method = SelectField("Token endpoint authentication",

@@ -26,7 +26,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ..storage import Vault, utcnow
 from ..tokens import mask
-from .explain import error_from_body, for_status, lookup
+from . import client as gbc
+from .exchanges import Masker
+from .explain import combine
 from .models import Base
 
 BILLS_SHOWN = 6              # "a few bills": the latest across the authorization's meters
@@ -145,13 +147,16 @@ class JsonApiError(Exception):
     """A JSON API call that failed, explained for a person."""
 
     def __init__(self, code: str, message: str, *, path: str, status: int | None = None,
-                 description: str | None = None) -> None:
+                 description: str | None = None, hint: str | None = None, retry_after: int | None = None,
+                 excerpt: str | None = None) -> None:
         super().__init__(message)
         self.code, self.message, self.path, self.status, self.description = code, message, path, status, description
+        self.hint, self.retry_after, self.excerpt = hint, retry_after, excerpt
 
     def as_dict(self) -> dict:
         return {"error": self.code, "message": self.message, "path": self.path, "status": self.status,
-                "error_description": self.description}
+                "error_description": self.description, "hint": self.hint, "retry_after": self.retry_after,
+                "excerpt": self.excerpt}
 
 
 def fetch_json_view(http: requests.Session, api_url: str, api_token: str, authorization_uid: str,
@@ -171,35 +176,15 @@ def fetch_json_view(http: requests.Session, api_url: str, api_token: str, author
 
     def get(path: str, **params: Any) -> dict:
         shown = path + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
-        call = {"method": "GET", "path": shown, "status": None}
+        call: dict[str, Any] = {"method": "GET", "path": shown, "status": None}
         out["calls"].append(call)
-        try:
-            resp = http.get(base + path, params=params, timeout=timeout, allow_redirects=False, stream=True,
-                            headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"})
-            # read at most the cap (+1 byte to notice more), never the whole of an oversized body
-            raw = resp.raw.read(MAX_JSON_BYTES + 1, decode_content=True)
-            resp._content = raw
-        except requests.Timeout:
-            raise JsonApiError("timeout", f"The JSON API did not answer within {timeout:g} s.", path=shown) from None
-        except (requests.RequestException, OSError):
-            raise JsonApiError("connection", f"Could not connect to the JSON API at {base}.", path=shown) from None
-        finally:
-            if "resp" in locals():
-                resp.close()
-        call["status"] = resp.status_code
-        if resp.status_code != 200:
-            raise _api_error(resp, shown)
-        if len(raw) > MAX_JSON_BYTES:
-            raise JsonApiError("too_large", "The JSON API answered with more data than expected.", path=shown,
-                               status=resp.status_code)
-        try:
-            data = resp.json()
-        except ValueError:
-            raise JsonApiError("not_json", "The JSON API did not answer with JSON.", path=shown,
-                               status=resp.status_code) from None
-        if not isinstance(data, dict):
-            raise JsonApiError("not_json", "The JSON API answered with something other than an object.",
-                               path=shown, status=resp.status_code)
+        try:   # capped in size (MAX_JSON_BYTES) and total time like every call to the custodian
+            data = gbc.get_json(base + path, api_token, step="json", timeout=timeout, params=params, http=http,
+                                max_body=MAX_JSON_BYTES, who="The JSON API")
+        except gbc.CustodianError as exc:
+            call["status"] = exc.status
+            raise _api_error(exc, shown) from None
+        call["status"] = 200
         return data
 
     try:
@@ -226,21 +211,22 @@ def fetch_json_view(http: requests.Session, api_url: str, api_token: str, author
                 first["readings_omitted"] = max(0, len(readings) - RAW_READINGS)
                 out["raw"]["interval"] = first
     except JsonApiError as exc:
-        out["error"] = exc.as_dict()
+        # stored and shown: an error page may echo the token back
+        out["error"] = Masker([api_token]).json_value(exc.as_dict())
     out["comparison"] = compare_meters(espi_meters, out["meters"])
     out["same_meters"] = bool(out["meters"]) and all(row["match"] for row in out["comparison"])
     return out
 
 
-def _api_error(resp: requests.Response, path: str) -> JsonApiError:
-    code, description = error_from_body(resp.text[:4000])
-    known = lookup(code) if code else None
-    by_status = for_status(resp.status_code)
-    message = (known or by_status).message if (known or by_status) else f"HTTP {resp.status_code}"
-    if resp.status_code == 401:
+def _api_error(exc: gbc.CustodianError, path: str) -> JsonApiError:
+    """A failed JSON API call, explained (the same words as the run page's errors)."""
+    found = combine(exc.kind, exc.status, detail=exc.description, retry_after=exc.retry_after)
+    message = exc.message
+    if exc.status == 401:
         message = "The JSON API did not accept the API token: check it on the Settings page."
-    return JsonApiError(code or f"http_{resp.status_code}", message, path=path, status=resp.status_code,
-                        description=description)
+    code = exc.kind if exc.kind != "http" or exc.status is None else f"http_{exc.status}"
+    return JsonApiError(code, message, path=path, status=exc.status, description=exc.description,
+                        hint=found.hint if found else None, retry_after=exc.retry_after, excerpt=exc.excerpt)
 
 
 def _listing(value: Any, key: str) -> list[dict]:

@@ -47,6 +47,11 @@ class Run(Base):
     state_hash: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, nullable=True)
     code_verifier_enc: Mapped[str | None] = mapped_column(Text, nullable=True)
     authorization_url: Mapped[str] = mapped_column(Text, default="")
+    # mix-up protection (RFC 9207, RFC 9700 §4.4): the issuer this run's callback must name in "iss",
+    # whether a callback without "iss" is refused, and the check's result at the callback
+    issuer: Mapped[str | None] = mapped_column(Text, nullable=True)
+    require_iss: Mapped[bool] = mapped_column(Boolean, default=False)
+    iss_check: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     token_enc: Mapped[str | None] = mapped_column(Text, nullable=True)   # the whole token JSON, encrypted
     token_summary: Mapped[dict | None] = mapped_column(JSON, nullable=True)  # masked values only
     callback: Mapped[dict | None] = mapped_column(JSON, nullable=True)   # callback query, code masked

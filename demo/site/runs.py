@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from datetime import time as dtime
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from sqlalchemy.orm import Session
 
@@ -111,6 +111,7 @@ def start_run(s: Session, visitor_id: str, eff: dict, vault: Vault, scope: str,
         lookup_type=lookup[0] if lookup else None, lookup_value=lookup[1] if lookup else None,
         requested_scope=scope, state_hash=digest(state), code_verifier_enc=vault.encrypt(verifier),
         authorization_url=url.replace(state, "{state}"),
+        issuer=expected_issuer(eff), require_iss=bool(eff.get("require_iss")),
     )
     s.add(run)
     return run, url
@@ -125,6 +126,96 @@ def take_run_for_state(s: Session, visitor_id: str, state: str | None) -> Run | 
         return None
     run.state_hash = None   # single use
     return run
+
+
+# ---- mix-up protection (RFC 9700 §4.4, RFC 9207) ------------------------------------------------
+# Several custodians may be in use at once (each visitor can point the site at another one). A
+# callback is only used when it comes from the custodian its run was started at: its "iss" (when
+# sent, or when required) names that custodian's issuer, and it arrived on the run's redirect_uri
+# path (one redirect URI per custodian tells them apart without "iss").
+
+def expected_issuer(eff: dict) -> str:
+    """The issuer a run's callback must name: the ``issuer`` setting, else the authorize URL's
+    origin (scheme, host and a non-default port)."""
+    configured = str(eff.get("issuer") or "").strip()
+    if configured:
+        return configured
+    parts = urlsplit(str(eff.get("authorize_url") or ""))
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "") if scheme and host else ""
+
+
+ISS_RESULTS = {
+    "match": "iss matched the expected issuer",
+    "not_sent": "no iss sent (not required)",
+    "mismatch": "iss names another issuer: refused",
+    "missing": "no iss sent, but required: refused",
+    "wrong_path": "arrived on another redirect path: refused",
+}
+ISS_ERRORS = {"mismatch": "issuer_mismatch", "missing": "issuer_missing", "wrong_path": "wrong_redirect_path"}
+
+
+def _shown(value: str, limit: int = 200) -> str:
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+def check_callback(run: Run, iss_values: list[str], path: str) -> dict:
+    """Whether a callback may be used for ``run``: ``iss_values`` are the callback's ``iss``
+    parameters (normally none or one), ``path`` the path it arrived on. Returns the result
+    (``ok``, ``result`` (a key of :data:`ISS_RESULTS`), the issuers, a message)."""
+    expected = run.issuer or ""
+    received = iss_values[0] if len(iss_values) == 1 else None
+    out = {"expected_issuer": expected, "received_issuer": received, "required": bool(run.require_iss)}
+    if len(iss_values) > 1:
+        out["received_issuer"] = ", ".join(_shown(v, 100) for v in iss_values)
+        result = "mismatch"
+        message = (f"The response carries iss {len(iss_values)} times ({out['received_issuer']}); a custodian "
+                   f"sends it once. This run was started at {expected!r}.")
+    elif received is not None and received != expected:
+        result = "mismatch"
+        message = (f"The response says it was issued by {_shown(received)!r}, but this run was started at "
+                   f"{expected!r}. Another custodian answered (a mix-up, RFC 9700 §4.4).")
+    elif received is None and run.require_iss:
+        result = "missing"
+        message = (f"The response has no iss parameter, and this run requires one (require_iss): without it the "
+                   f"site cannot tell that {expected!r} answered.")
+    else:
+        expected_path = unquote(urlsplit(run.redirect_uri or "").path or "/")
+        if path != expected_path:
+            result = "wrong_path"
+            out.update(expected_path=expected_path, received_path=_shown(path))
+            message = (f"The response arrived at {_shown(path)!r}, but this run's redirect_uri is {expected_path!r}. "
+                       "With one redirect URI per custodian, that means another custodian answered.")
+        else:
+            result = "match" if received is not None else "not_sent"
+            message = ISS_RESULTS[result].capitalize() + "."
+    ok = result in ("match", "not_sent")
+    if not ok:
+        message += " The code was not sent anywhere."
+    return {"ok": ok, "result": result, "summary": ISS_RESULTS[result], "message": message, **out}
+
+
+def refuse_callback(run: Run, params: dict, check: dict, url: str, rec: Recorder | None = None) -> None:
+    """A callback :func:`check_callback` refused: recorded (the code masked), the run failed with
+    the reason, and the code verifier dropped, so the code can never be exchanged."""
+    run.callback = _masked_params(params)
+    run.iss_check = check
+    run.code_verifier_enc = None
+    run.status = "error"
+    code = ISS_ERRORS[check["result"]]
+    if rec is not None:
+        rec.learn(params.get("code"), params.get("state"))
+        rec.note("callback", "Callback from the utility (browser redirect), refused", method="GET", url=url,
+                 params=params, iss_check=check, error={"kind": code, "message": check["message"]})
+    run.error = {"error": code, "step": "callback", "message": check["message"], "exchange": _seq(rec),
+                 "expected_issuer": check["expected_issuer"], "received_issuer": check["received_issuer"]}
 
 
 def _masked_params(params: dict) -> dict:
@@ -152,7 +243,7 @@ def finish_run(s: Session, run: Run, params: dict, vault: Vault, timeout: float,
     if rec is not None:
         rec.learn(params.get("code"), params.get("state"))
         rec.note("callback", "Callback from the utility (browser redirect)", method="GET",
-                 url=_callback_url(run, params), params=params)
+                 url=_callback_url(run, params), params=params, iss_check=run.iss_check)
         http = rec.session()
     if params.get("error"):
         code = params["error"]
@@ -277,14 +368,24 @@ def refetch_if_due(db: Database, run_id: str, vault: Vault, timeout: float,
     with db.session() as s:
         run = s.get(Run, run_id)
         run.error = claimed_error          # what _fetched's back-off reads
-        if isinstance(outcome, gbc.NotReady):
-            _not_ready(run, outcome, rec)
-        elif isinstance(outcome, gbc.CustodianError):
-            run.status = "error"
-            run.error = _masked({**outcome.as_dict(), "exchange": _seq(rec)}, rec)
-        else:
-            _fetched(run, outcome, rec)
+        apply_fetch(run, outcome, rec)
     return True
+
+
+def apply_fetch(run: Run, outcome: gbc.Fetched | gbc.NotReady | gbc.CustodianError,
+                rec: Recorder | None = None) -> None:
+    """A read of the Authorization and the meters, applied to the run (the run is always kept):
+    the data, "still collecting" (202), or the explained error. Also how a run that failed
+    after its token exchange is tried again (tools.retry)."""
+    if isinstance(outcome, gbc.NotReady):
+        run.status = "authorized"
+        _not_ready(run, outcome, rec)
+    elif isinstance(outcome, gbc.CustodianError):
+        run.status = "error"
+        run.error = _masked({**outcome.as_dict(), "exchange": _seq(rec)}, rec)
+    else:
+        run.status = "authorized"
+        _fetched(run, outcome, rec)
 
 
 def status_json(run: Run) -> dict:
@@ -317,6 +418,8 @@ def run_json(run: Run, exchanges: list[dict] | None = None) -> dict:
         "utility": run.utility,
         "client_id": run.client_id,
         "redirect_uri": run.redirect_uri,
+        "issuer": run.issuer,
+        "iss_check": run.iss_check,
         "lookup": {"type": run.lookup_type, "value": run.lookup_value} if run.lookup_type else None,
         "requested_scope": run.requested_scope,
         "granted_scope": run.granted_scope,

@@ -3,6 +3,8 @@ readiness poll (``status.json``) and downloads of recorded bodies. Thin: the wor
 :mod:`.tools`, :mod:`.runs` and :mod:`.exchanges`."""
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, Response, abort, flash, redirect, url_for
 
 from . import exchanges as ex_mod
@@ -41,6 +43,33 @@ def run_tool(run_id: str, name: str):
     else:
         flash(f"{LABELS[name]}: {result['error'].get('message') or 'failed'}", "error")
     return redirect(url_for("site.run_page", run_id=run_id, _anchor=f"tool-{name}"), 303)
+
+
+@bp.post("/runs/<run_id>/retry")
+def run_retry(run_id: str):
+    """"Try again" on a run that failed after its token exchange: read the Authorization and the
+    meters again with the stored access token (CSRF-checked like every POST)."""
+    with ctx().db.session() as s:
+        run = _visitor_run(s, run_id)
+        if not tools.can_retry(run):
+            flash("This run can't be tried again: it holds no access token. Start a new run instead.", "error")
+            return redirect(url_for("site.run_page", run_id=run_id), 303)
+        result = tools.retry(run, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
+    if result.get("ok"):
+        flash("Tried again: the utility answered. " + ("It is still collecting the data."
+                                                       if result.get("waiting") else ""), "ok")
+    else:
+        flash("Tried again; it failed again (see below).", "error")
+    return redirect(url_for("site.run_page", run_id=run_id), 303)
+
+
+@bp.app_template_global("run_recovery")
+def run_recovery(run) -> dict:
+    """For a failed run's banner: can its reads be tried again, and the home page prefilled for a
+    new run with the same settings (a failed token exchange can't be repeated)."""
+    query = tools.same_settings_query(run)
+    return {"can_retry": tools.can_retry(run),
+            "new_run_url": url_for("site.home") + ("?" + urlencode(query) if query else "") + "#connect-form"}
 
 
 @bp.get("/runs/<run_id>/status.json")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from ..espi import parse as espi_parse
 from ..espi.parse import EspiError
+from ..scope import ScopeError, parse_scope
 from ..storage import Vault
 from ..tokens import mask
 from . import client as gbc
@@ -202,9 +204,58 @@ def fetch(run: Run, vault: Vault, timeout: float, rec: Recorder) -> dict:
             status=202), rec)
     except gbc.CustodianError as exc:
         return _failed(run, "fetch", exc, rec)
-    runs_mod.record_fetched(run, fetched, rec)
+    if run.status == "error":       # the run failed after its token exchange: this read mended it
+        runs_mod.apply_fetch(run, fetched, rec)
+    else:
+        runs_mod.record_fetched(run, fetched, rec)
     return _store(run, "fetch", {"ok": True, "meter_count": len(fetched.meters),
                                  "status": (fetched.authorization or {}).get("status_name")}, rec)
+
+
+def can_retry(run: Run) -> bool:
+    """Can the data reads of a failed run be tried again? Only once it holds an access token:
+    a failed token exchange can't be repeated (see :func:`same_settings_query`)."""
+    return run.status == "error" and bool(run.token_enc)
+
+
+def retry(run: Run, vault: Vault, timeout: float, rec: Recorder) -> dict:
+    """Try a failed run's reads again (Authorization, meters) with its stored access token; the
+    run's status and error follow the outcome (data, still collecting, or the new error)."""
+    token = stored_token(run, vault)
+    if not token.get("access_token"):
+        return {"ok": False, "error": {"error": "no_token", "message": explain_error({"error": "no_token"}).message}}
+    try:
+        outcome: object = gbc.fetch_authorization_and_meters(token, timeout=timeout, http=rec.session())
+    except (gbc.NotReady, gbc.CustodianError) as exc:
+        outcome = exc
+    runs_mod.apply_fetch(run, outcome, rec)
+    if isinstance(outcome, gbc.CustodianError):
+        return {"ok": False, "error": run.error}
+    return {"ok": True, "waiting": isinstance(outcome, gbc.NotReady)}
+
+
+def same_settings_query(run: Run) -> list[tuple[str, str]]:
+    """The connect form's fields for a new run that asks what ``run`` asked (the home page reads
+    them from the query): a code is single-use, so after a failed token exchange the only way
+    on is a new authorization."""
+    try:
+        scope = parse_scope(run.requested_scope or "")
+    except ScopeError:
+        return []
+    query = [("function_blocks", str(fb)) for fb in scope.function_blocks]
+    if scope.history_length is not None:
+        query.append(("history", str(scope.history_length)))
+    if scope.preferred_auth_end_date is not None:
+        day = datetime.fromtimestamp(scope.preferred_auth_end_date, UTC).date()
+        if day > datetime.now(UTC).date():
+            query.append(("end_date", day.isoformat()))
+    if scope.lookup:
+        query += [("lookup_type", scope.lookup[0]), ("lookup_value", scope.lookup[1])]
+    if scope.noedit:
+        query.append(("noedit", "y"))
+    if scope.meters_all:
+        query.append(("meters_all", "y"))
+    return query
 
 
 def _uid_from(token: dict) -> str | None:

@@ -36,6 +36,9 @@ def current_settings(s) -> dict:
     if eff.get("api_token") and eff["api_token"] == base.get("api_token") \
             and eff.get("api_url") != ctx().settings.get("api_url"):
         eff["api_token"] = ""   # the configured API token goes only to the configured JSON API
+    if eff.get("issuer") and eff["issuer"] == ctx().settings.get("issuer") \
+            and eff.get("authorize_url") != ctx().settings.get("authorize_url"):
+        eff["issuer"] = ""      # the configured issuer names the configured custodian: another one is its origin
     return eff
 
 
@@ -124,8 +127,13 @@ def send_to_custodian(eff: dict, run_id: str, url: str):
 
 
 @bp.get("/callback")
-def callback():
+@bp.get("/callback/<name>")
+def callback(name: str | None = None):
+    """The custodian's answer. ``/callback/<name>``: one redirect URI per custodian (RFC 9700 §4.4);
+    a response arriving on another path than its run's redirect_uri is refused, as is one whose
+    ``iss`` names another issuer (RFC 9207), before any token request."""
     params = request.args.to_dict(flat=True)
+    shown = {k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()}
     with ctx().db.session() as s:
         run = runs_mod.take_run_for_state(s, visitor_id(), params.get("state"))
         if run is None:
@@ -134,9 +142,20 @@ def callback():
                 message="The state parameter returned by the utility does not belong to a connection "
                         "started in this browser, or it was already used. Nothing was exchanged. "
                         "Start again from the home page.",
-                params={k: (mask(v) if k in ("code", "state") else v) for k, v in params.items()},
+                params=shown,
             ), 400
-        runs_mod.finish_run(s, run, params, ctx().vault, _timeout(), ex_mod.recorder(ctx(), run))
+        rec = ex_mod.recorder(ctx(), run)
+        check = runs_mod.check_callback(run, request.args.getlist("iss"), request.script_root + request.path)
+        if not check["ok"]:
+            runs_mod.refuse_callback(run, params, check, request.url, rec)
+            return render_template(
+                "site/error.html", code=400, title="This sign-in response came from the wrong place",
+                message=f"{check['message']} The connection is marked as failed (see Runs); start again "
+                        "from the home page.",
+                params=shown,
+            ), 400
+        run.iss_check = check
+        runs_mod.finish_run(s, run, params, ctx().vault, _timeout(), rec)
         run_id = run.id
     return redirect(url_for(".run_page", run_id=run_id), 303)
 
@@ -202,8 +221,9 @@ def settings():
                 form.scope.errors.append(exc.message)
             else:
                 values = {k: getattr(form, k).data for k in
-                          ("utility", "client_id", "redirect_uri", "authorize_url", "token_url", "scope",
-                           "pkce", "token_auth_method", "api_url")}
+                          ("utility", "client_id", "redirect_uri", "authorize_url", "token_url", "issuer",
+                           "require_iss", "scope", "pkce", "token_auth_method", "api_url")}
+                values["issuer"] = (values["issuer"] or "").strip()
                 runs_mod.save_visitor_settings(s, visitor_id(), values, _typed(form.client_secret.data),
                                                ctx().vault)
                 integrator.save_secrets(s, visitor_id(), ctx().vault, api_token=_typed(form.api_token.data),
@@ -213,6 +233,7 @@ def settings():
         status = 400 if form.is_submitted() else 200
         return render_template("site/settings.html", form=form, reset=ResetForm(), eff=public(eff),
                                secret_masked=mask(eff["client_secret"]), nav_active="settings",
+                               issuer_default=runs_mod.expected_issuer({**eff, "issuer": ""}) or "none",
                                integration=integrator.settings_context(s, visitor_id(), eff,
                                                                        ctx().settings["site_url"])), status
 
