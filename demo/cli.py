@@ -6,7 +6,6 @@ secret key (see :mod:`demo.keys`)."""
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
+from . import jsonlog
 from .config import ConfigError, load_config
 from .storage import SchemaOutdated
 from .web import insecure_embedding
@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "rotate-keys":
         return rotate_keys(settings, args)
-    logging.basicConfig(level=settings["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # text or JSON lines (log_format), a request id on each record of a request, secrets masked
+    jsonlog.configure(settings["log_format"], settings["log_level"])
     try:
         servers = build_servers(settings)
     except OSError as exc:

@@ -24,6 +24,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .paths import CONFIG, INSTANCE
 
@@ -59,11 +60,19 @@ DEFAULTS: dict[str, Any] = {
     "sandbox_url": "http://{sandbox_host}:{sandbox_port}",
     # storage and secrets
     "instance_path": str(INSTANCE),
+    # any SQLAlchemy URL: "postgresql+psycopg://user:password@host/db" after pip install "gbc-demo[postgres]"
     "database_url": "sqlite:///{instance_path}/site.sqlite3",
     "sandbox_database_url": "sqlite:///{instance_path}/sandbox.sqlite3",
     "secret_key": "",
     "secret_key_fallbacks": [],              # older secret keys: still decrypt and verify until rotated out
     "log_level": "INFO",
+    "log_format": "text",                   # or "json": one JSON object per line (demo/jsonlog.py)
+    # gunicorn (config/gunicorn.conf.py): processes, threads each, address; graceful_timeout 0 means
+    # "longer than the slowest custodian call" (2 * http_timeout + http_max_seconds + 5)
+    "workers": 2,
+    "threads": 8,
+    "bind": "",                              # empty: site_host:site_port or sandbox_host:sandbox_port
+    "graceful_timeout": 0.0,
     # the sandbox custodian
     "sandbox_customers_file": "pce-customers.toml",
     "sandbox_clients": [],
@@ -110,7 +119,7 @@ DEFAULTS: dict[str, Any] = {
     # rate limits per client IP on the sandbox's forms (demo/ratelimit.py); limits as "N per <period>",
     # several separated by ";", empty for none. Per pending authorization, sandbox_otp_max_attempts still holds.
     "ratelimit_enabled": True,
-    "ratelimit_storage_url": "memory://",    # one process; "redis://host:6379/0" (pip install redis) for several
+    "ratelimit_storage_url": "memory://",    # one process; "redis://host:6379/0" (gbc-demo[redis]) for several
     "ratelimit_otp": "30 per 10 minutes",    # wrong passcodes (both flows together); right ones don't count
     "ratelimit_lookup": "60 per 10 minutes",  # account lookups and passcode resends (each may send a passcode)
     "ratelimit_signin": "10 per minute;50 per hour",  # failed dashboard sign-ins
@@ -152,6 +161,7 @@ SECRET_VISITOR_KEYS = ("client_secret", "api_token", "webhook_secret")
 
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SMTP_SECURITY = ("starttls", "tls", "none")
+LOG_FORMATS = ("text", "json")
 #: an origin for embed_origins: scheme, host (name or [IPv6]) and optional port, nothing else
 _ORIGIN = re.compile(r"https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
@@ -315,10 +325,37 @@ def _validate(settings: dict[str, Any]) -> None:
         if not (isinstance(value, str) and (host_name.fullmatch(value) or ip_address(value))):
             raise ConfigError(f"trusted_hosts takes host names or IP addresses like demo.example.com, "
                               f".example.com (every subdomain) or ::1, without scheme or port, got {value!r}")
+    for key, top in (("workers", 64), ("threads", 256)):
+        value = settings[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+            raise ConfigError(f"{key} must be a whole number from 1 to {top}, got {value!r}")
+    grace = settings["graceful_timeout"]
+    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
+        raise ConfigError(f"graceful_timeout must be a number of seconds (0: derived from http_timeout and "
+                          f"http_max_seconds), got {grace!r}")
+    if not isinstance(settings["bind"], str):
+        raise ConfigError(f"bind must be an address like 0.0.0.0:5000 or unix:/run/gbc.sock, got {settings['bind']!r}")
+    if settings["log_format"] not in LOG_FORMATS:
+        raise ConfigError(f"log_format must be one of {', '.join(LOG_FORMATS)}, got {settings['log_format']!r}")
     hops = settings["proxy_hops"]
     if isinstance(hops, bool) or not isinstance(hops, int) or not 0 <= hops <= 10:
         raise ConfigError(f"proxy_hops must be the number of proxies in front that set X-Forwarded-* "
                           f"(0 for none), got {hops!r}")
+
+
+def normalized_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, lower-cased, without a default port or a path; "" when
+    it has none. The one form of an issuer both apps use (the sandbox's ``iss``, the site's check)."""
+    parts = urlsplit(str(url or ""))
+    try:
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "") if scheme and host else ""
 
 
 def config_file(settings: dict[str, Any], key: str) -> Path:

@@ -15,8 +15,9 @@ When the key lives in the instance folder, ``gbc-demo rotate-keys --new-key`` do
 (with the servers stopped): it copies the key to ``instance/secret_key.old`` (read as a
 fallback while it exists), then writes a new ``instance/secret_key`` and re-encrypts.
 ``--drop-old`` later deletes the old file once no value needs it. Every step writes a file
-atomically, so a crash at any point leaves every value readable; running the same command
-again finishes the job.
+atomically, so a crash at any point leaves every value readable. After a crash during
+``--new-key``'s re-encryption, plain ``gbc-demo rotate-keys`` finishes it (a second ``--new-key``
+is refused until ``--drop-old`` has run); after a crash in ``--drop-old``, run it again.
 
 Re-encryption works on the tables by name (reflected, not through the models), in batches of
 rows, one transaction each; a value is replaced only if it is still the value that was read,

@@ -1,7 +1,9 @@
 """SQLAlchemy plumbing shared by both applications (no Flask).
 
-SQLite in the instance folder by default (WAL, busy timeout); any SQLAlchemy
-URL, PostgreSQL included, works through ``database_url``.
+SQLite in the instance folder by default (WAL, busy timeout); PostgreSQL through
+``database_url`` = ``postgresql+psycopg://user:password@host/db`` (``pip install
+"gbc-demo[postgres]"``). Opening a :class:`Database` runs the schema's Alembic
+migrations to head (:mod:`demo.migrations`), safely when several workers start at once.
 """
 from __future__ import annotations
 
@@ -28,13 +30,15 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     # hide_parameters: bound values (states, hashes) stay out of error messages and so out of logs
-    engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True)
+    # connect_timeout: a PostgreSQL that drops packets fails /readyz in seconds instead of hanging
+    connect_args = {"connect_timeout": 5} if url.startswith("postgresql") else {}
+    engine = create_engine(url, future=True, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args)
     if engine.dialect.name == "sqlite":
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA busy_timeout=5000")   # first: switching to WAL may wait for another worker
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=5000")
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     return engine
@@ -51,16 +55,33 @@ class Database:
         self.engine = make_engine(url)
         self.metadata = metadata
         self._factory = sessionmaker(self.engine, expire_on_commit=False, future=True)
+        #: what opening did to the schema: current, created, stamped or upgraded (demo.migrations.upgrade)
+        self.migration = self._migrate()
+
+    def _migrate(self) -> str:
+        """The apps' schemas (the site's, the sandbox's) are migrated by Alembic; other metadata
+        (throwaway tables in tests) is created directly."""
+        from . import migrations
+
+        name = migrations.name_of(self.metadata)
         try:
-            metadata.create_all(self.engine)
-        except OperationalError:
-            # another worker created the tables between our check and our CREATE
-            metadata.create_all(self.engine)
-        self._check_columns()
+            if name is not None:
+                return migrations.upgrade(self.engine, name)
+            try:
+                self.metadata.create_all(self.engine)
+            except OperationalError:
+                # another worker created the tables between our check and our CREATE
+                self.metadata.create_all(self.engine)
+            self._check_columns()
+            return "created"
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _check_columns(self) -> None:
         """Refuse to run on tables an older version created without today's columns:
-        a clear message at start-up instead of errors on every request later."""
+        a clear message at start-up instead of errors on every request later
+        (metadata without migrations only; :mod:`demo.migrations` checks the apps' own)."""
         inspector = inspect(self.engine)
         for table in self.metadata.sorted_tables:
             have = {c["name"] for c in inspector.get_columns(table.name)}

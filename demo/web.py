@@ -11,13 +11,14 @@ import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Flask, g, render_template, request
+from flask import Flask, Response, g, render_template, request
+from flask.globals import request_ctx
 from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import keys, ratelimit
+from . import jsonlog, keys, ratelimit
 from .paths import STATIC, TEMPLATES
 
 csrf = CSRFProtect()
@@ -139,11 +140,13 @@ def host_is_trusted(host: str, trusted: list[str]) -> bool:
 
 
 def behind_proxies(wsgi_app, hops: int):
-    """``wsgi_app`` reading the client's address, scheme, host, port and prefix from the
-    ``X-Forwarded-*`` headers set by ``hops`` proxies in front (0: the headers are ignored)."""
+    """``wsgi_app`` reading the client's address, scheme, host and port from the ``X-Forwarded-*``
+    headers set by ``hops`` proxies in front (0: the headers are ignored). The proxy must set or
+    overwrite each of them. ``X-Forwarded-Prefix`` is never read: the apps are served at the root,
+    and a client-sent prefix (``//evil.example``) would otherwise reach every redirect."""
     if not hops:
         return wsgi_app
-    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=hops)
+    return ProxyFix(wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops, x_prefix=0)
 
 
 def session_cookie_config(settings: dict, public_url: str) -> dict:
@@ -214,10 +217,31 @@ def make_app(import_name: str, settings: dict, *, role: str, error_template: str
     hosts = trusted_hosts(settings)
 
     @app.before_request
+    def request_id():
+        # first, so every answer (a refused Host too) has an id: the caller's X-Request-ID when it is
+        # a sane token, else a new one; on every log record of this request (demo/jsonlog.py)
+        g.request_id = jsonlog.request_id(request.headers.get("X-Request-ID"))
+        jsonlog.bind(g.request_id, request.method, request.path)
+
+    @app.after_request
+    def echo_request_id(response):
+        if "request_id" in g:
+            response.headers["X-Request-ID"] = g.request_id
+        return response
+
+    @app.teardown_request
+    def end_request_id(_exc=None):
+        jsonlog.unbind()
+
+    @app.before_request
     def check_host():
         # registered before CSRF and rate limits, so a forged Host gets this answer first. Links built
         # from the Host header (url_for(_external=True), the redirect-uri warning) can't be poisoned.
         if not host_is_trusted(request.host, hosts):
+            if request.url_rule is None and getattr(request_ctx, "url_adapter", None) is None:
+                # a Host werkzeug can't even route (a label over 63 characters): no page can be built
+                # for it (links need a URL adapter), so a plain answer
+                return Response(UntrustedHost.description, 400, mimetype="text/plain")
             raise UntrustedHost()
 
     csrf.init_app(app)

@@ -18,6 +18,76 @@ from demo.config import load_config
 
 FIXTURES = Path(os.environ.get("GBC_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures"))
 
+# Storage backends. GBC_TEST_POSTGRES_URL (postgresql+psycopg://user:password@127.0.0.1/db, a database the
+# tests may fill: each use gets its own schema, dropped at the end) and GBC_TEST_REDIS_URL (redis://127.0.0.1:6379/0:
+# the tests delete the rate-limit keys of the apps there) name them; tests needing one skip without it, and
+# fail with GBC_REQUIRE_BACKENDS=1 (CI). GBC_TEST_LIVE_BACKENDS=1 also puts every app start_servers starts on
+# them (.ci/run's second run of the flow tests).
+POSTGRES_URL = os.environ.get("GBC_TEST_POSTGRES_URL", "")
+REDIS_URL = os.environ.get("GBC_TEST_REDIS_URL", "")
+LIVE_BACKENDS = os.environ.get("GBC_TEST_LIVE_BACKENDS") == "1"
+_SCHEMAS: list[str] = []
+
+
+def backend_unavailable(reason: str):
+    if os.environ.get("GBC_REQUIRE_BACKENDS") == "1":
+        pytest.fail(f"GBC_REQUIRE_BACKENDS=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def fresh_postgres(label: str = "t") -> str:
+    """The URL of a new, empty schema in the test database (its search_path), dropped after the session."""
+    import secrets
+
+    import sqlalchemy as sa
+
+    if not POSTGRES_URL:
+        backend_unavailable("GBC_TEST_POSTGRES_URL is not set (a PostgreSQL database for the tests)")
+    name = f"gbc_{label}_{secrets.token_hex(4)}"
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'CREATE SCHEMA "{name}"'))
+    finally:
+        engine.dispose()
+    _SCHEMAS.append(name)
+    url = sa.make_url(POSTGRES_URL).update_query_dict({"options": f"-csearch_path={name}"})
+    return url.render_as_string(hide_password=False)
+
+
+def fresh_redis() -> str:
+    """GBC_TEST_REDIS_URL with the apps' rate-limit counters deleted (the apps' key prefixes are fixed)."""
+    if not REDIS_URL:
+        backend_unavailable("GBC_TEST_REDIS_URL is not set (a Redis for the tests)")
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match="LIMITS*gbc-*", count=500))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas():
+    """Drop the PostgreSQL schemas fresh_postgres made (nothing to do without GBC_TEST_POSTGRES_URL)."""
+    yield
+    if not _SCHEMAS:
+        return
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(POSTGRES_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("SET LOCAL lock_timeout = '10s'"))
+            for name in _SCHEMAS:
+                conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    finally:
+        engine.dispose()
+
 
 class _Slot:
     """A WSGI app filled in after the server knows its port."""
@@ -41,6 +111,9 @@ def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
     from demo.sandbox import create_app as create_sandbox
     from demo.site import create_app as create_site
 
+    if LIVE_BACKENDS:   # both apps on PostgreSQL and Redis (unless the test chose its own)
+        overrides = {"database_url": fresh_postgres("site"), "sandbox_database_url": fresh_postgres("sandbox"),
+                     "ratelimit_storage_url": fresh_redis(), **overrides}
     slots = (_Slot(), _Slot())
     servers = [serve("127.0.0.1", 0, slot) for slot in slots]
     site_port, sandbox_port = (srv.server_port for srv in servers)
@@ -59,7 +132,21 @@ def start_servers(tmp: Path, **overrides) -> tuple[LiveServers, list]:
     for srv in servers:
         threading.Thread(target=srv.serve_forever, daemon=True).start()
     live = LiveServers(settings, settings["site_url"], settings["sandbox_url"], site_app, sandbox_app)
-    return live, servers + [_StopDispatcher(sandbox_app)]
+    return live, servers + [_StopDispatcher(sandbox_app), _CloseDatabases(site_app, sandbox_app)]
+
+
+class _CloseDatabases:
+    """Closes both apps' database connections with the servers (PostgreSQL counts them)."""
+
+    def __init__(self, *apps) -> None:
+        self.apps = apps
+
+    def shutdown(self) -> None:
+        for app in self.apps:
+            for name in ("gbc_site", "gbc_sandbox"):
+                context = app.extensions.get(name)
+                if context is not None:
+                    context.db.dispose()
 
 
 class _StopDispatcher:

@@ -360,6 +360,16 @@ def test_the_sandbox_issuer_is_its_public_url(tmp_path):
     create_sandbox(settings_)                                 # starts with it
 
 
+@pytest.mark.parametrize("sandbox_url", ["https://pce.example:443", "https://PCE.example", "https://demo.example/sandbox",
+                                         "http://127.0.0.1:5001/"])
+def test_the_sandbox_sends_the_issuer_the_site_expects_of_it(tmp_path, sandbox_url):
+    """Behind a proxy with a path prefix, an upper-case host or an explicit default port, the
+    sandbox's iss and the site's default expectation (the authorize URL's origin) still agree."""
+    settings_ = load_config({"instance_path": str(tmp_path), "secret_key": "k", "sandbox_url": sandbox_url,
+                             "sandbox_webhooks": False}, env={})
+    assert sandbox_issuer(settings_) == runs.expected_issuer({"authorize_url": settings_["authorize_url"]})
+
+
 # ---- the pure checks ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("eff, expected", [

@@ -188,15 +188,47 @@ def test_two_requests_racing_with_one_code_get_one_token(live, visitor):
     import threading
 
     code, _ = authorize_code(visitor, live)
-    barrier, results = threading.Barrier(6), []
+    barrier, responses = threading.Barrier(6), []
 
     def race():
         barrier.wait()
-        results.append(token(live, code).status_code)
+        responses.append(token(live, code))
 
     threads = [threading.Thread(target=race) for _ in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
+    results = [r.status_code for r in responses]
     assert sorted(results) == [200] + [400] * 5, results
+    # the winner raced replays of its own code: its token is revoked, whichever order they ran in
+    winner = [r for r in responses if r.status_code == 200][0].json()
+    bearer = {"Authorization": f"Bearer {winner['access_token']}"}
+    assert requests.get(winner["authorizationURI"], headers=bearer, timeout=10).status_code == 401
+
+
+def test_a_replay_while_the_first_token_is_being_issued_still_kills_it(live, visitor, monkeypatch):
+    """The replay lands after the code was spent but before the first request saved its token."""
+    import threading
+    import time
+
+    from demo.sandbox import oauth
+
+    code, _ = authorize_code(visitor, live)
+    slow = oauth.AuthorizationCodeGrant.authenticate_user
+
+    def authenticate_slowly(self, authorization_code):
+        time.sleep(1.0)
+        return slow(self, authorization_code)
+
+    monkeypatch.setattr(oauth.AuthorizationCodeGrant, "authenticate_user", authenticate_slowly)
+    first = []
+    thread = threading.Thread(target=lambda: first.append(token(live, code)))
+    thread.start()
+    time.sleep(0.3)
+    assert token(live, code).status_code == 400           # the replay, while the first is slowed
+    thread.join(20)
+    assert first[0].status_code == 200, first[0].text
+    issued = first[0].json()
+    bearer = {"Authorization": f"Bearer {issued['access_token']}"}
+    assert requests.get(issued["authorizationURI"], headers=bearer, timeout=10).status_code == 401

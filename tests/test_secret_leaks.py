@@ -575,6 +575,14 @@ TOKEN = "4eae6200826de0c7c9b2500d0ba2f07764b52f83ea6c69fe982ee7f186ee3bd9"
     f"grant_type=refresh_token&refresh_token={TOKEN}&client_secret={TOKEN}",                            # a form
     f"Authorization: Bearer {TOKEN}",
     f"Authorization: Basic {TOKEN}",
+    # shapes the first version missed (review): unquoted, spaced, percent-encoded, upper case, bytes, tuples
+    f"refresh_token: {TOKEN}",
+    f"access_token = '{TOKEN}'",
+    f"url=/x%3Faccess_token%3D{TOKEN}",
+    f"ACCESS_TOKEN={TOKEN}",
+    f"authorization: bearer {TOKEN}",
+    f"[('code', '{TOKEN}'), ('state', 'x')]",
+    f"{{'code': b'{TOKEN}'}}",
 ])
 def test_scrub_masks_every_shape_a_secret_is_logged_in(line):
     out = logsafe.scrub(line)
@@ -617,6 +625,54 @@ def test_the_filter_hides_sql_parameters_and_rows():
     statement = _record("sqlalchemy.engine.Engine", "SELECT clients.client_id FROM clients WHERE x = ?",
                         level=logging.INFO)
     assert f.filter(statement) and statement.getMessage().startswith("SELECT clients.client_id")
+
+
+def test_records_of_loggers_made_after_install_are_scrubbed_too():
+    """Flask makes app.logger (demo.site) on first use, gunicorn its access log at start: both after
+    install(). The record factory scrubs them anyway, tracebacks included."""
+    import io
+
+    logsafe.install()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    late = logging.getLogger(f"gbc.made.later.{TOKEN[:6]}")
+    late.addHandler(handler)
+    late.propagate = False
+    try:
+        late.warning("token response %s", {"access_token": TOKEN})
+        try:
+            raise RuntimeError(f"upstream said access_token={TOKEN}")
+        except RuntimeError:
+            late.exception("unhandled error on GET /callback?code=%s", TOKEN)
+        access = logging.getLogger("gunicorn.access")
+        level, access.level = access.level, logging.INFO
+        access.addHandler(handler)
+        access.info('"GET /callback?code=%s&state=abc HTTP/1.1" 302', TOKEN)
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    text = stream.getvalue()
+    assert text.count("••••" + TOKEN[-4:]) >= 4 and TOKEN not in text and TOKEN[:12] not in text, text
+    assert "RuntimeError" in text
+
+
+def test_a_view_that_crashes_logs_its_traceback_scrubbed(tmp_path, caplog):
+    """The site's 500 handler logs the exception through app.logger (demo.site), made after install."""
+    from demo.config import load_config
+    from demo.site import create_app
+
+    app = create_app(load_config({"instance_path": str(tmp_path), "secret_key": "k" * 32, "sandbox": False},
+                                 env={}))
+
+    @app.get("/boom-for-test")
+    def boom():
+        raise RuntimeError(f"upstream said access_token={TOKEN}")
+
+    with caplog.at_level(logging.ERROR):
+        resp = app.test_client().get("/boom-for-test")
+    assert resp.status_code == 500
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "RuntimeError" in logged and TOKEN not in logged and TOKEN[:12] not in logged, logged
 
 
 def test_install_reaches_child_loggers_made_before_it():

@@ -77,6 +77,18 @@ def test_a_forged_host_gets_a_clear_400(tmp_path, role):
     # API paths answer in JSON
     api = client.get("/oauth/token" if role == "sandbox" else "/runs/x.json", headers={"Host": "evil.example:80"})
     assert api.status_code == 400 and "host name" in api.get_json()["error_description"]
+    # host names werkzeug can't route at all (a label over 63 characters): still a 400, not a 500
+    for host in ("x" * 5000, "x" * 64 + ".com"):
+        odd = client.get("/", headers={"Host": host})
+        assert odd.status_code == 400 and "does not answer to the host name" in odd.get_data(as_text=True)
+        assert host not in odd.get_data(as_text=True)
+
+
+def test_a_client_sent_forwarded_prefix_is_never_read(tmp_path):
+    client = create_site(settings_for(tmp_path, proxy_hops=1)).test_client()
+    page = client.get("/", headers={"X-Forwarded-Prefix": "//evil.example"})   # links are built with url_for
+    assert page.status_code == 200 and 'href="/static/' in page.get_data(as_text=True)
+    assert "evil.example" not in page.get_data(as_text=True)
 
 
 def test_configured_trusted_hosts_replace_the_defaults(tmp_path):

@@ -6,8 +6,9 @@ import weakref
 from dataclasses import dataclass
 
 from flask import Flask
+from sqlalchemy.exc import IntegrityError
 
-from .. import logsafe, ratelimit
+from .. import health, logsafe, ratelimit
 from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..storage import Database
@@ -42,6 +43,7 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(api_v2.bp)
     csrf.exempt(api_v2.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(health.blueprint(ctx.db))   # /healthz, /readyz
     # per-IP caps on the customer's lookup and passcode forms and the dashboard sign-in
     ratelimit.init_app(app, settings, prefix="gbc-sandbox")
     if settings.get("sandbox_webhooks"):
@@ -75,10 +77,18 @@ def register_clients(ctx: SandboxContext) -> None:
     changed them on the dashboard (``dashboard_managed``): a restart must not undo that.
     Names, scope of use and sandbox/live mode always come from the configuration.
     """
-    with ctx.db.session() as s:
-        for client in ctx.settings.get("sandbox_clients", []):
-            row = s.get(ClientRow, client["client_id"])
-            if row is None:
-                row = ClientRow(client_id=client["client_id"], dashboard_managed=False)
-                s.add(row)
-            registrations.apply_config(row, client, credentials=not row.dashboard_managed)
+    for attempt in range(3):
+        try:
+            with ctx.db.session() as s:
+                for client in ctx.settings.get("sandbox_clients", []):
+                    row = s.get(ClientRow, client["client_id"])
+                    if row is None:
+                        row = ClientRow(client_id=client["client_id"], dashboard_managed=False)
+                        s.add(row)
+                    registrations.apply_config(row, client, credentials=not row.dashboard_managed)
+            return
+        except IntegrityError:
+            # another worker or machine, starting at the same moment, registered one first: its row
+            # is there now, so the next attempt updates it instead of adding it
+            if attempt == 2:
+                raise

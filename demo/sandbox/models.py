@@ -135,6 +135,8 @@ class AuthorizationCodeRow(Base):
     #: presented at the token endpoint once (rightly or not): spent. Kept a day past its expiry,
     #: so a second presentation is recognised as a replay and revokes what the code gave.
     used: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: presented again after it was spent: a token still being issued for it is born revoked
+    replayed: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class TokenRow(Base):

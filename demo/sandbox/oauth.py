@@ -23,6 +23,7 @@ from flask import Blueprint, current_app
 from flask import request as flask_request
 from sqlalchemy import update
 
+from ..config import normalized_origin
 from ..scope import ScopeError, parse_scope
 from ..storage import utcnow
 from ..tokens import digest, new_token, same
@@ -150,11 +151,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                             .values(used=True)
                             .returning(AuthorizationCodeRow)).one_or_none()
             if row is None:
-                spent = s.get(AuthorizationCodeRow, code_hash)
-                if spent is not None:
-                    log.warning("authorization code replayed for authorization %s: its tokens are revoked",
-                                spent.authorization_uid)
-                    lifecycle.revoke_tokens(s, spent.authorization_uid)
+                # marked first (this waits for a token being saved for it, see save_token), then revoked
+                replayed = s.execute(update(AuthorizationCodeRow)
+                                     .where(AuthorizationCodeRow.code_hash == code_hash)
+                                     .values(replayed=True)
+                                     .returning(AuthorizationCodeRow.authorization_uid)).scalar_one_or_none()
+                if replayed is not None:
+                    log.warning("authorization code replayed for authorization %s: its tokens are revoked", replayed)
+                    lifecycle.revoke_tokens(s, replayed)
                 return None
             if row.client_id != client.get_client_id() or row.expires < utcnow():
                 return None
@@ -298,8 +302,9 @@ class SandboxAuthorizationServer(AuthorizationServer):
 
 
 def issuer(settings: dict) -> str:
-    """The sandbox's issuer identifier (RFC 9207, RFC 8414 §2): its public URL."""
-    return str(settings["sandbox_url"]).rstrip("/")
+    """The sandbox's issuer identifier (RFC 9207): the origin of its public URL, in the form the
+    site expects by default (lower case, no default port, no path), so the two always agree."""
+    return normalized_origin(settings["sandbox_url"])
 
 
 def query_client(client_id):
@@ -337,6 +342,7 @@ def save_token(token, request):
             authorization_uid=authorization.uid if authorization else None,
             scope=token.get("scope", ""),
             expires=utcnow() + timedelta(seconds=int(token["expires_in"])),
+            revoked=_code_replayed(s, request),
         ))
     if authorization is None:
         token["resourceURI"] = f"{base}/Batch/Bulk/{bulk_id(request.client.get_client_id())}"
@@ -346,6 +352,23 @@ def save_token(token, request):
         token["authorizationURI"] = f"{base}/Authorization/{authorization.uid}"
         if grants_customer_data(token.get("scope") or ""):
             token["customerResourceURI"] = f"{base}/RetailCustomer/{authorization.uid}"
+
+
+def _code_replayed(s, request) -> bool:
+    """For a token issued for an authorization code: whether that code has been presented again
+    meanwhile. Reading it takes the row's write lock, so a replay either marked it before, or waits
+    for this token to be committed and then revokes it: the winner of a race with a stolen code
+    never keeps a live token."""
+    record = getattr(request, "authorization_code", None)
+    if request.form.get("grant_type") != "authorization_code" or not isinstance(record, CodeRecord):
+        return False
+    # a write, not a read: it takes the row's lock (PostgreSQL) or the database's write lock (SQLite)
+    # before the token row is added, and holds it until the token is committed
+    replayed = s.execute(update(AuthorizationCodeRow)
+                         .where(AuthorizationCodeRow.code_hash == record.row.code_hash)
+                         .values(used=True)
+                         .returning(AuthorizationCodeRow.replayed)).scalar_one_or_none()
+    return bool(replayed)
 
 
 def _token_generator(*_args, **_kwargs):

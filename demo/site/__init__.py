@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from flask import Flask, url_for
 
-from .. import logsafe
+from .. import health, logsafe
 from ..config import config_file, load_config
 from ..lookup import CustomerDirectory
 from ..scope import describe_function_block
@@ -54,6 +54,7 @@ def create_app(settings: dict | None = None) -> Flask:
     app.register_blueprint(presenter_views.bp)
     app.register_blueprint(share_views.bp)
     app.register_blueprint(otp_views.bp)
+    app.register_blueprint(health.blueprint(app.extensions["gbc_site"].db))   # /healthz, /readyz
 
     limits = client.Limits.from_settings(settings)
 

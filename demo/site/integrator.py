@@ -10,8 +10,8 @@
   table that checks both APIs name the same meters (reference §5.10: meter uid = UsagePoint id).
 * **Webhook events** the site received (written by :mod:`.webhook_receiver`).
 
-The tables join :class:`.models.Base`, so ``create_all`` makes them once this module is
-imported (``demo.site`` imports it before it opens the database).
+The tables join :class:`.models.Base`; the site's migrations (``demo/migrations/site``) create them,
+and a change to them needs a new revision (``python -m demo.migrations revision site -m "…"``).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
 
 from sqlalchemy.orm import Session
 
-from ..config import SECRET_VISITOR_KEYS, VISITOR_KEYS
+from ..config import SECRET_VISITOR_KEYS, VISITOR_KEYS, normalized_origin
 from ..scope import ScopeError, build_scope, describe_function_block, parse_scope
 from ..storage import Database, Vault, utcnow
 from ..tokens import digest, mask, new_uid
@@ -140,16 +140,7 @@ def expected_issuer(eff: dict) -> str:
     configured = str(eff.get("issuer") or "").strip()
     if configured:
         return configured
-    parts = urlsplit(str(eff.get("authorize_url") or ""))
-    try:
-        host, port = parts.hostname or "", parts.port
-    except ValueError:
-        return ""
-    if ":" in host:
-        host = f"[{host}]"
-    scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    return f"{scheme}://{host}" + (f":{port}" if port and port != default else "") if scheme and host else ""
+    return normalized_origin(str(eff.get("authorize_url") or ""))
 
 
 ISS_RESULTS = {

@@ -1,0 +1,1 @@
+"""Migrations of the sandbox's database."""

@@ -1,0 +1,4 @@
+"""Alembic environment of the sandbox's database (see demo/migrations/__init__.py)."""
+from demo.migrations import run_env
+
+run_env("sandbox")

@@ -1,0 +1,1 @@
+"""The revisions (alembic reads every file but this one)."""
