@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError, UnsupportedResponseTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Blueprint, current_app
+from flask import Blueprint, current_app, g
 from flask import request as flask_request
 from sqlalchemy import update
 
@@ -122,20 +122,29 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
 
     def save_authorization_code(self, code, request):
+        """In the consent's own transaction when there is one (``g.consent_session``): the
+        customer's decision and its code are committed together, so a worker dying in between
+        leaves neither, never an authorization no token can ever be issued for."""
         authorization: AuthorizationRow = request.user
         data = request.payload.data
+        row = AuthorizationCodeRow(
+            code_hash=digest(code),
+            client_id=request.client.get_client_id(),
+            authorization_uid=authorization.uid,
+            redirect_uri=request.payload.redirect_uri or "",
+            scope=authorization.scope,
+            code_challenge=data.get("code_challenge"),
+            code_challenge_method=data.get("code_challenge_method") or (
+                "S256" if data.get("code_challenge") else None),
+            expires=utcnow() + timedelta(seconds=ctx().settings["sandbox_code_ttl"]),
+        )
+        consent = g.get("consent_session")
+        if consent is not None:
+            consent.add(row)
+            consent.flush()
+            return
         with ctx().db.session() as s:
-            s.add(AuthorizationCodeRow(
-                code_hash=digest(code),
-                client_id=request.client.get_client_id(),
-                authorization_uid=authorization.uid,
-                redirect_uri=request.payload.redirect_uri or "",
-                scope=authorization.scope,
-                code_challenge=data.get("code_challenge"),
-                code_challenge_method=data.get("code_challenge_method") or (
-                    "S256" if data.get("code_challenge") else None),
-                expires=utcnow() + timedelta(seconds=ctx().settings["sandbox_code_ttl"]),
-            ))
+            s.add(row)
 
     def query_authorization_code(self, code, client):
         """The code's record, spent in the same statement: any presentation uses it up, whether

@@ -14,6 +14,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -269,13 +270,19 @@ def consent():
                 else:
                     to_receipt = not pending.request_args.get("redirect_uri")
                     s.delete(pending)
-                    session.pop("pending", None)
-                    s.commit()
                     if to_receipt:
                         # no redirect_uri: the customer ends on their receipt (reference §1.3)
+                        s.commit()
+                        session.pop("pending", None)
                         return _after_decision_without_redirect(client, grant_user)
-                    return server().create_authorization_response(
+                    # the code is saved in this transaction (oauth.save_authorization_code): the
+                    # decision and its code are committed together, or neither is
+                    g.consent_session = s
+                    response = server().create_authorization_response(
                         request=request_obj, grant_user=grant_user, grant=grant)
+                    s.commit()
+                    session.pop("pending", None)
+                    return response
             else:
                 error = "Check your choices below."
         blocks = [(fb, REQUESTABLE_FUNCTION_BLOCKS.get(fb) or describe_function_block(fb))
