@@ -91,21 +91,27 @@ class Masker:
 
     def __init__(self, secrets: Iterable[str | None] = ()) -> None:
         self.secrets: set[str] = set()
+        #: per known secret, longest first: its mask and the forms it is written in (made once, not per text)
+        self._plan: list[tuple[str, tuple[str, ...]]] | None = None
         for value in secrets:
             self.learn(value)
 
     def learn(self, value: Any) -> None:
-        if isinstance(value, str) and len(value) >= self.MIN_LITERAL and not is_masked(value):
+        if isinstance(value, str) and len(value) >= self.MIN_LITERAL and not is_masked(value) \
+                and value not in self.secrets:
             self.secrets.add(value)
+            self._plan = None
 
     # -- literal pass -----------------------------------------------------------------------
     def literals(self, text: str | None) -> str | None:
         """Replace every known secret, also percent- and base64-encoded, wherever it occurs."""
         if not text or not self.secrets:
             return text
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            masked = mask(secret)
-            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+        if self._plan is None:
+            self._plan = [(mask(secret), tuple(dict.fromkeys((secret, quote(secret, safe=""), quote_plus(secret)))))
+                          for secret in sorted(self.secrets, key=len, reverse=True)]
+        for masked, forms in self._plan:
+            for form in forms:
                 if form in text:
                     text = text.replace(form, masked)
         return text
