@@ -81,6 +81,25 @@ def json_api(path: str) -> dict | None:
             "/api/v2/intervals": {"intervals": [], "next": None}}.get(path)
 
 
+class QuietHandler(BaseHTTPRequestHandler):
+    """A keep-alive request handler that logs nothing, with ``_send`` for a whole answer (the
+    fault server's and the XML attack tests' fake custodians build on it)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(body)
+
+
 class FaultServer:
     """The custodian; ``fail(endpoint, kind)`` makes one endpoint fail until ``heal()``."""
 
@@ -128,20 +147,7 @@ class FaultServer:
     def _handler(self):
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(QuietHandler):
 
             def _answer(self, endpoint: str, body: bytes, ctype: str) -> None:
                 kind = server.faults.get(endpoint)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import pytest
 import xml_attacks
+from faults import QuietHandler
 from lxml import etree
 
 from demo.espi import parse as espi_parse
@@ -304,20 +305,7 @@ class FakeCustodian:
         self.requests: list[str] = []
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args):
-                pass
-
-            def _send(self, status: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(body)
+        class Handler(QuietHandler):
 
             def do_POST(self):  # noqa: N802
                 fake.requests.append("POST " + self.path)

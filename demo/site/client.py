@@ -88,21 +88,22 @@ class TotalTimeout(requests.Timeout):
     """The answer's status line and headers did not arrive within ``http_max_seconds``."""
 
 
-class _Guard:
+class _SocketTimer:
+    """After ``seconds``, shuts down the sockets :meth:`sockets` names, so that a read blocked on
+    them returns at once; a context manager around the work it bounds (leaving it disarms it)."""
+
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
-        self._conns: list = []
         self._lock = threading.Lock()
         self._done = False
         self._timer = threading.Timer(seconds, self._cut)
         self._timer.daemon = True
 
-    def watch(self, conn) -> None:
-        with self._lock:
-            self._conns.append(conn)
+    def sockets(self) -> list:
+        raise NotImplementedError
 
-    def __enter__(self) -> _Guard:
+    def __enter__(self):
         self._timer.start()
         return self
 
@@ -116,13 +117,26 @@ class _Guard:
             if self._done:
                 return
             self.expired = True
-            for conn in self._conns:
-                sock = getattr(conn, "sock", None)
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+            for sock in self.sockets():
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Guard(_SocketTimer):
+    """The connections a call opens on this thread (see :class:`_Watched`), cut after ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self._conns: list = []
+
+    def watch(self, conn) -> None:
+        with self._lock:
+            self._conns.append(conn)
+
+    def sockets(self) -> list:
+        return [sock for sock in (getattr(conn, "sock", None) for conn in self._conns) if sock is not None]
 
 
 class _Watched:
@@ -601,46 +615,25 @@ def _size(n: int) -> str:
     return f"{n / 2**20:g} MB" if n >= 2**20 else f"{n:,} bytes"
 
 
-class _Deadline:
+class _Deadline(_SocketTimer):
     """Cuts a download off after ``seconds``: between chunks by a clock check, and while a read
     is blocked (a body sent a byte at a time) by a timer that shuts the connection's socket
     down, so the blocked read returns at once. Used as a context manager around the reading."""
 
     def __init__(self, resp: requests.Response, seconds: float) -> None:
-        self.resp, self.seconds = resp, seconds
+        super().__init__(seconds)
+        self.resp = resp
         self.end = time.monotonic() + seconds
-        self.expired = False
-        self._lock = threading.Lock()
-        self._done = False
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
-
-    def __enter__(self) -> _Deadline:
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        with self._lock:
-            self._done = True
-        self._timer.cancel()
 
     def passed(self) -> bool:
         if time.monotonic() >= self.end:
             self.expired = True
         return self.expired
 
-    def _cut(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            conn = getattr(self.resp.raw, "connection", None)   # urllib3's HTTPConnection
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+    def sockets(self) -> list:
+        conn = getattr(self.resp.raw, "connection", None)   # urllib3's HTTPConnection
+        sock = getattr(conn, "sock", None)
+        return [sock] if sock is not None else []
 
     def error(self, url: str, step: str) -> CustodianError:
         return CustodianError("timeout", f"{url} did not finish sending its answer within {self.seconds:g} s, "
