@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pytest
 import xml_attacks
-from faults import QuietHandler
+from faults import QuietHandler, authorization_xml
 from lxml import etree
 
 from demo.espi import parse as espi_parse
@@ -275,17 +275,6 @@ RESOURCE = "/DataCustodian/espi/1_1/resource"
 ATOM, ESPI = xml_attacks.ATOM, xml_attacks.ESPI
 
 
-def _authorization(base: str) -> bytes:
-    return (f'<?xml version="1.0" encoding="UTF-8"?>\n<entry xmlns="{ATOM}"><id>urn:uuid:a</id>'
-            f'<link rel="self" href="{base}{RESOURCE}/Authorization/77"/><title>Authorization</title>'
-            f'<content><Authorization xmlns="{ESPI}"><authorizedPeriod><duration>31536000</duration>'
-            f"<start>1700000000</start></authorizedPeriod><status>1</status><expires_at>1900000000</expires_at>"
-            f"<scope>FB=4_16</scope><token_type>0</token_type>"
-            f"<resourceURI>{base}{RESOURCE}/Batch/Subscription/77</resourceURI>"
-            f"<authorizationURI>{base}{RESOURCE}/Authorization/77</authorizationURI>"
-            f"</Authorization></content></entry>").encode()
-
-
 def _usage_points(base: str, padding: int = 0) -> bytes:
     return (f'<?xml version="1.0" encoding="UTF-8"?>\n<feed xmlns="{ATOM}"><id>urn:uuid:f</id>'
             f"<title>UsagePoint</title>" + " " * padding
@@ -331,7 +320,7 @@ class FakeCustodian:
                     self.end_headers()
                     return
                 if "/Authorization/" in path:
-                    which, default = "authorization", _authorization(fake.url)
+                    which, default = "authorization", authorization_xml(fake.url)
                 elif path.endswith("/UsagePoint"):
                     which, default = "meters", _usage_points(fake.url)
                 elif "/Batch/Subscription/" in path:
