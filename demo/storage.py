@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -40,7 +42,7 @@ def make_engine(url: str) -> Engine:
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA busy_timeout=5000")   # first: switching to WAL may wait for another worker
-            cur.execute("PRAGMA journal_mode=WAL")
+            _wal(cur)
             # in WAL mode NORMAL syncs the log at checkpoints, not at every commit: a commit stays
             # atomic and survives a killed process; only a power cut may undo the latest commits.
             # FULL held the write lock over an fsync per commit and serialized the workers on it.
@@ -48,6 +50,20 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
     return engine
+
+
+def _wal(cur, attempts: int = 50) -> None:
+    """Switch a SQLite file to WAL. The switch needs the file to itself, and SQLite answers "database
+    is locked" at once (no busy wait) while another process starting at the same moment holds it:
+    try again for up to about 5 s. Once the file is in WAL (it stays so) this is a plain read."""
+    for attempt in range(attempts):
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.1)
 
 
 class SchemaOutdated(RuntimeError):
