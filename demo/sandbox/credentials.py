@@ -19,6 +19,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..storage import utcnow
@@ -79,13 +80,19 @@ def bearer_from_header(header: str | None) -> str | None:
     return value.strip()
 
 
+#: only the columns a Credential needs (no ORM object for a token checked on every call), built once
+_ACCESS_TOKEN = (select(TokenRow.revoked, TokenRow.expires, TokenRow.token_class, TokenRow.client_id,
+                        TokenRow.authorization_uid, TokenRow.scope)
+                 .where(TokenRow.access_hash == bindparam("hashed")).limit(1))
+
+
 def identify(s: Session, token: str | None, now: datetime | None = None) -> Credential:
     """The live credential a bearer token is; raises :class:`CredentialError` (-> 401)."""
     if not token:
         raise CredentialError("invalid_request", "No bearer token: send Authorization: Bearer <token>.")
     now = now or utcnow()
     hashed = digest(token)
-    row = s.query(TokenRow).filter_by(access_hash=hashed).first()
+    row = s.execute(_ACCESS_TOKEN, {"hashed": hashed}).first()
     if row is not None:
         if row.revoked:
             raise CredentialError("invalid_token", "This access token was revoked.")

@@ -119,13 +119,16 @@ def _filters() -> Filters:
 # ---------------------------------------------------------------- credentials
 
 
-def _credential() -> Credential:
+def _credential(s=None) -> Credential:
+    """The request's bearer credential (401 when it is none), read in ``s`` or a session of its own."""
+    if s is None:
+        with ctx().db.session() as own:
+            return _credential(own)
     token = bearer_from_header(request.headers.get("Authorization"))
-    with ctx().db.session() as s:
-        try:
-            return identify(s, token)
-        except CredentialError as exc:
-            _fail(401, exc.error, exc.description, challenge=True)
+    try:
+        return identify(s, token)
+    except CredentialError as exc:
+        _fail(401, exc.error, exc.description, challenge=True)
 
 
 def _require(cred: Credential, *kinds: str, what: str) -> None:
@@ -135,12 +138,14 @@ def _require(cred: Credential, *kinds: str, what: str) -> None:
         _fail(403, "insufficient_scope", str(exc), challenge=True)
 
 
-def _served(uid: str, *, data: bool) -> Served:
-    """The active authorization ``uid`` if this token may read it (:func:`resources.serve`);
-    202 while its data is being collected when ``data`` is asked for."""
-    cred = _credential()
-    _require(cred, ACCESS, API, what="Customer data")
+def _served(uid: str, *, data: bool, cred: Credential | None = None) -> Served:
+    """The active authorization ``uid`` if this token (or ``cred``, already read) may read it
+    (:func:`resources.serve`); 202 while its data is being collected when ``data`` is asked for.
+    The token and the authorization are read in one session."""
     with ctx().db.session() as s:
+        if cred is None:
+            cred = _credential(s)
+            _require(cred, ACCESS, API, what="Customer data")
         try:
             return resources.serve(s, cred, uid, ctx().directory.by_account, utcnow(), data=data)
         except resources.NotServed as exc:
@@ -186,8 +191,8 @@ def application_information(app_id: str):
     return _xml(build.application_information_entry(_base(), app, published=now, updated=now))
 
 
-def _authorization_reader() -> Credential:
-    cred = _credential()
+def _authorization_reader(s) -> Credential:
+    cred = _credential(s)
     _require(cred, CLIENT, API, ACCESS, what="The Authorization resource")
     return cred
 
@@ -213,8 +218,8 @@ def authorizations():
 
 @bp.get("/Authorization/<uid>")
 def authorization(uid: str):
-    cred = _authorization_reader()
     with ctx().db.session() as s:
+        cred = _authorization_reader(s)
         row = s.get(AuthorizationRow, uid) if len(uid) <= 64 else None
         if row is None or row.client_id != cred.client_id:
             _not_found()
@@ -312,7 +317,7 @@ def _own_subscription(what: str) -> Served:
     """The authorization of an access token, for the collection feeds without one in their path."""
     cred = _credential()
     _require(cred, ACCESS, what=what)
-    return _served(cred.authorization_uid or "", data=False)
+    return _served(cred.authorization_uid or "", data=False, cred=cred)
 
 
 @bp.get("/LocalTimeParameters")

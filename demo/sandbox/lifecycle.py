@@ -6,10 +6,13 @@ Every function takes a SQLAlchemy session and leaves committing to the caller.
 """
 from __future__ import annotations
 
+import itertools
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from ..storage import utcnow
@@ -44,13 +47,33 @@ FAILS_AT_LOGIN = ("badlogin", "websitedown", "utilityerror")
 ERRORED_BEHAVIOURS = tuple(FAILURES)
 
 
+_TAKEN: dict = {}
+
+
 def numeric_uid(s: Session, model, digits: int = 7) -> str:
     """A numeric-looking uid (UtilityAPI's uids are strings of digits) not yet taken in ``model``."""
+    return numeric_uids(s, model, 1, digits)[0]
+
+
+def numeric_uids(s: Session, model, count: int, digits: int = 7) -> list[str]:
+    """``count`` distinct numeric-looking uids not yet taken in ``model``, checked with one
+    query for all of them (another round only for the rare ones already taken)."""
     low = 10 ** (digits - 1)
-    while True:
-        uid = str(secrets.randbelow(9 * low) + low)
-        if s.get(model, uid) is None:
-            return uid
+    taken_of = _TAKEN.get(model)
+    if taken_of is None:    # built once per model: a bound statement is not rebuilt or re-keyed per call
+        key = model.__mapper__.primary_key[0]
+        taken_of = _TAKEN[model] = select(key).where(key.in_(bindparam("uids", expanding=True)))
+    uids: list[str] = []
+    while len(uids) < count:
+        candidates: list[str] = []
+        while len(candidates) < count - len(uids):
+            uid = str(secrets.randbelow(9 * low) + low)
+            if uid not in uids and uid not in candidates:
+                candidates.append(uid)
+        # the query flushes this session first, so rows added but not yet written count too
+        taken = set(s.scalars(taken_of, {"uids": candidates}))
+        uids += [uid for uid in candidates if uid not in taken]
+    return uids
 
 
 def ready_delay(settings: dict) -> int:
@@ -65,9 +88,27 @@ def seconds_until_ready(authorization: AuthorizationRow, now: datetime | None = 
     return max(1, int((authorization.ready_at - now).total_seconds() + 0.999))
 
 
+_METERS_OF = select(MeterRow).where(MeterRow.authorization_uid == bindparam("uid")).order_by(MeterRow.position)
+
+
 def meters_of(s: Session, authorization_uid: str) -> list[MeterRow]:
-    return (s.query(MeterRow).filter_by(authorization_uid=authorization_uid)
-            .order_by(MeterRow.position).all())
+    return list(s.scalars(_METERS_OF, {"uid": authorization_uid}))
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event to record (:func:`emit_all`)."""
+
+    type: str
+    ts: datetime
+    authorization_uid: str | None = None
+    meter_uid: str | None = None
+    form_uid: str | None = None
+
+
+_ENDPOINTS_OF = (select(WebhookEndpointRow.id, WebhookEndpointRow.url, WebhookEndpointRow.event_types)
+                 .where(WebhookEndpointRow.client_id == bindparam("client_id"), WebhookEndpointRow.disabled.is_(False))
+                 .order_by(WebhookEndpointRow.id))
 
 
 def emit(s: Session, client_id: str, type_: str, *, ts: datetime | None = None,
@@ -75,33 +116,42 @@ def emit(s: Session, client_id: str, type_: str, *, ts: datetime | None = None,
          form_uid: str | None = None) -> list[EventRow]:
     """Record an event: one row per webhook endpoint that wants this type, or a single
     undelivered row when none does (it can still be read from ``/api/v2/events``)."""
-    ts = ts or utcnow()
-    endpoints = [e for e in s.query(WebhookEndpointRow).filter_by(client_id=client_id, disabled=False)
-                 if not e.event_types or type_ in e.event_types]
+    return emit_all(s, client_id, [Event(type_, ts or utcnow(), authorization_uid, meter_uid, form_uid)])
+
+
+def emit_all(s: Session, client_id: str, events: Sequence[Event]) -> list[EventRow]:
+    """Record several events of one client, in this order, as :func:`emit` one after the
+    other would: the client's endpoints are read once and all uids are checked in one query."""
+    endpoints = s.execute(_ENDPOINTS_OF, {"client_id": client_id}).all()
+    targets = [(event, [e for e in endpoints if not e.event_types or event.type in e.event_types] or [None])
+               for event in events]
+    uids = iter(numeric_uids(s, EventRow, sum(len(t) for _, t in targets), 9))
     rows = []
-    for endpoint in endpoints or [None]:
-        row = EventRow(
-            uid=numeric_uid(s, EventRow, 9), client_id=client_id, type=type_, ts=ts,
-            authorization_uid=authorization_uid, meter_uid=meter_uid, form_uid=form_uid,
-            endpoint_id=endpoint.id if endpoint else None,
-            delivery_target=endpoint.url if endpoint else None,
-            next_attempt=ts if endpoint else None,
-        )
-        s.add(row)
-        rows.append(row)
+    for event, wanted in targets:
+        for endpoint in wanted:
+            rows.append(EventRow(
+                uid=next(uids), client_id=client_id, type=event.type, ts=event.ts,
+                authorization_uid=event.authorization_uid, meter_uid=event.meter_uid, form_uid=event.form_uid,
+                endpoint_id=endpoint.id if endpoint else None,
+                delivery_target=endpoint.url if endpoint else None,
+                next_attempt=event.ts if endpoint else None,
+            ))
+    s.add_all(rows)
     s.flush()
     return rows
 
 
-def create_meters(s: Session, authorization: AuthorizationRow, service_uids: Iterable[str]) -> list[MeterRow]:
-    """New meter uids for the customer's shared meters, in the customer's order."""
-    meters = []
-    for position, service_uid in enumerate(service_uids):
-        meter = MeterRow(uid=numeric_uid(s, MeterRow), authorization_uid=authorization.uid,
-                         service_uid=service_uid, position=position, created=authorization.created)
-        s.add(meter)
-        s.flush()
-        meters.append(meter)
+def create_meters(s: Session, authorization: AuthorizationRow, service_uids: Iterable[str],
+                  created: datetime | None = None) -> list[MeterRow]:
+    """New meter uids for the customer's shared meters, in the customer's order, created at
+    ``created`` (by default when the authorization was)."""
+    service_uids = list(service_uids)
+    uids = numeric_uids(s, MeterRow, len(service_uids))
+    created = created or authorization.created
+    meters = [MeterRow(uid=uid, authorization_uid=authorization.uid, service_uid=service_uid, position=position,
+                       created=created)
+              for position, (uid, service_uid) in enumerate(zip(uids, service_uids, strict=True))]
+    s.add_all(meters)
     authorization.meter_uids = [m.uid for m in meters]
     return meters
 
@@ -115,20 +165,23 @@ def authorized(s: Session, authorization: AuthorizationRow, service_uids: Iterab
     ``authorization_update_finished_*`` when the data is ready.
     """
     now = now or utcnow()
-    authorization.created = now
-    authorization.ready_at = now + timedelta(seconds=ready_delay(settings))
     errored_at_login = authorization.behaviour in FAILS_AT_LOGIN
-    meters = [] if errored_at_login else create_meters(s, authorization, service_uids)
+    # the meters first: their uid query then has nothing of this row to flush, and the row's
+    # changes below are written in one UPDATE with the meters
+    meters = [] if errored_at_login else create_meters(s, authorization, service_uids, created=now)
     if errored_at_login:
         authorization.meter_uids = []
-    client = authorization.client_id
-    emit(s, client, "authorization_created", ts=now, authorization_uid=authorization.uid)
-    emit(s, client, "authorization_update_started", ts=now, authorization_uid=authorization.uid)
-    for meter in meters:
-        emit(s, client, "meter_created", ts=now, authorization_uid=authorization.uid, meter_uid=meter.uid)
+    authorization.created = now
+    authorization.ready_at = now + timedelta(seconds=ready_delay(settings))
+    uid = authorization.uid
     finished = ("authorization_update_finished_errored" if authorization.behaviour in ERRORED_BEHAVIOURS
                 else "authorization_update_finished_successful")
-    emit(s, client, finished, ts=authorization.ready_at, authorization_uid=authorization.uid)
+    emit_all(s, authorization.client_id, [
+        Event("authorization_created", now, uid),
+        Event("authorization_update_started", now, uid),
+        *(Event("meter_created", now, uid, meter.uid) for meter in meters),
+        Event(finished, authorization.ready_at, uid),
+    ])
     return meters
 
 
@@ -144,6 +197,7 @@ def historical_collection(s: Session, meters: list[MeterRow], duration: int, set
     """``POST /meters/historical-collection``: started now, finished when ready."""
     now = now or utcnow()
     done = now + timedelta(seconds=ready_delay(settings))
+    events: list[tuple[str, Event]] = []
     for meter in meters:
         authorization = s.get(AuthorizationRow, meter.authorization_uid)
         meter.collection_duration = duration
@@ -152,20 +206,18 @@ def historical_collection(s: Session, meters: list[MeterRow], duration: int, set
             # still collecting: the first collection now ends when this one does; data already
             # collected stays visible (re-collecting does not hide it)
             authorization.ready_at = max(authorization.ready_at or done, done)
-        auth_uid = meter.authorization_uid
-        emit(s, authorization.client_id, "meter_historical_collection_started", ts=now,
-             authorization_uid=auth_uid, meter_uid=meter.uid)
+        client, auth_uid = authorization.client_id, meter.authorization_uid
+        events.append((client, Event("meter_historical_collection_started", now, auth_uid, meter.uid)))
         if authorization.behaviour in ERRORED_BEHAVIOURS:
-            emit(s, authorization.client_id, "meter_historical_collection_finished_errored", ts=done,
-                 authorization_uid=auth_uid, meter_uid=meter.uid)
+            events.append((client, Event("meter_historical_collection_finished_errored", done, auth_uid, meter.uid)))
             continue
         if authorization.behaviour != "nointervals":
-            emit(s, authorization.client_id, "meter_intervals_added", ts=done,
-                 authorization_uid=auth_uid, meter_uid=meter.uid)
-        emit(s, authorization.client_id, "meter_bills_added", ts=done,
-             authorization_uid=auth_uid, meter_uid=meter.uid)
-        emit(s, authorization.client_id, "meter_historical_collection_finished_successful", ts=done,
-             authorization_uid=auth_uid, meter_uid=meter.uid)
+            events.append((client, Event("meter_intervals_added", done, auth_uid, meter.uid)))
+        events.append((client, Event("meter_bills_added", done, auth_uid, meter.uid)))
+        events.append((client, Event("meter_historical_collection_finished_successful", done, auth_uid, meter.uid)))
+    # in the same order, one emit_all per run of events of one client (in practice one)
+    for client, group in itertools.groupby(events, key=lambda pair: pair[0]):
+        emit_all(s, client, [event for _, event in group])
 
 
 def revoke_tokens(s: Session, authorization_uid: str) -> None:

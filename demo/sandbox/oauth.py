@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidRequestError, InvalidScopeError, UnsupportedResponseTypeError
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
-from flask import Blueprint, current_app, g
+from flask import Blueprint, current_app, g, has_request_context
 from flask import request as flask_request
 from sqlalchemy import update
 
@@ -316,10 +316,34 @@ def issuer(settings: dict) -> str:
     return normalized_origin(settings["sandbox_url"])
 
 
+def _clients_read() -> dict:
+    """The registrations this request already read, by client id: Authlib asks for the client
+    more than once in one request (the consent validates the original request, then answers it).
+    Kept on the request object, so nothing outlives the request."""
+    if not has_request_context():
+        return {}
+    current = flask_request._get_current_object()
+    memo = getattr(current, "_gbc_clients", None)
+    if memo is None:
+        memo = current._gbc_clients = {}
+    return memo
+
+
+def remember_client(row: ClientRow) -> None:
+    """``row``, just read by the view, is the registration Authlib gets in this request."""
+    _clients_read()[row.client_id] = SandboxClient(row)
+
+
 def query_client(client_id):
+    memo = _clients_read()
+    if client_id in memo:
+        return memo[client_id]
     with ctx().db.session() as s:
         row = s.get(ClientRow, client_id)
-        return SandboxClient(row) if row else None
+    client = SandboxClient(row) if row else None
+    if client is not None:
+        memo[client_id] = client
+    return client
 
 
 def save_token(token, request):

@@ -37,7 +37,11 @@ def client_of(s: Session, pending: PendingAuthorization) -> ClientRow | None:
 
 
 def company_of(s: Session, pending: PendingAuthorization) -> str:
-    client = client_of(s, pending)
+    return shown_company(client_of(s, pending), pending)
+
+
+def shown_company(client: ClientRow | None, pending: PendingAuthorization) -> str:
+    """The third party's name as the customer sees it (its client id when it is gone)."""
     return client.company_name if client else pending.client_id
 
 
@@ -85,9 +89,10 @@ def prefill(pending: PendingAuthorization) -> tuple[str, str] | None:
 
 
 def try_prefill(s: Session, pending: PendingAuthorization, directory: CustomerDirectory, settings: dict,
-                company_name: str) -> bool:
+                client: ClientRow | None) -> bool:
     """Look the customer up from the scope's prefill. True: found, on to the passcode step.
-    False: the lookup step follows, with a notice when a prefilled value found nobody."""
+    False: the lookup step follows, with a notice when a prefilled value found nobody.
+    ``client`` is the pending request's registration (just read by the caller)."""
     lookup = requested_scope(pending).lookup
     if lookup is None:
         return False
@@ -101,11 +106,11 @@ def try_prefill(s: Session, pending: PendingAuthorization, directory: CustomerDi
     if not result.found:
         pending.notice = result.message
         return False
-    refusal = mode_refusal(client_of(s, pending), result.customer, settings["utility"])
+    refusal = mode_refusal(client, result.customer, settings["utility"])
     if refusal:
         pending.notice = refusal
         return False
-    use_lookup(s, pending, result, lookup_type, settings, company_name)
+    use_lookup(s, pending, result, lookup_type, settings, shown_company(client, pending))
     return True
 
 

@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy import bindparam, select
+
 from ..espi.build import AgreementResource, CustomerResource, MeterResource
 from ..espi.model import (
     Address,
@@ -349,11 +351,14 @@ class NotServed(Exception):
         self.retry_after = retry_after
 
 
+_AUTHORIZATION = select(AuthorizationRow).where(AuthorizationRow.uid == bindparam("uid"))
+
+
 def serve(s, cred: Credential, uid: str, customer_of, now: datetime, *, data: bool) -> Served:
     """The authorization ``uid`` as ``cred`` may read it (an access token: only its own; an API
     token: any of its client's), active and unexpired; with ``data``, only once collected.
     ``customer_of(account_number)`` finds the directory customer. Raises :class:`NotServed`."""
-    row = s.get(AuthorizationRow, uid) if len(uid) <= 64 else None
+    row = s.scalars(_AUTHORIZATION, {"uid": uid}).first() if len(uid) <= 64 else None
     if row is None or row.client_id != cred.client_id:
         raise NotServed(404)
     if cred.kind == ACCESS and cred.authorization_uid != uid:

@@ -21,6 +21,7 @@ from flask import (
     session,
     url_for,
 )
+from sqlalchemy import bindparam, select
 from werkzeug.test import EnvironBuilder
 from wtforms.fields.choices import SelectChoice
 
@@ -32,7 +33,7 @@ from ..web import allow_form_action, csrf
 from . import delivery, portal
 from .forms import ActionForm, ConsentForm, LookupForm, OtpForm, OutboxFilterForm, ResendForm
 from .models import AuthorizationRow, ClientRow, OutboxMessage, PendingAuthorization
-from .oauth import SandboxClient, ctx
+from .oauth import SandboxClient, ctx, remember_client
 
 bp = Blueprint("sandbox", __name__)
 
@@ -80,10 +81,12 @@ def authorize():
     with ctx().db.session() as s:
         pending = portal.begin(s, grant.client.get_client_id(), args, browser_hash=_browser_hash())
         session["pending"] = pending.id
-        found = portal.try_prefill(s, pending, ctx().directory, ctx().settings, _company(s, pending))
-        pending_id = pending.id
+        # the registration Authlib just read for this request (no second read of it)
+        found = portal.try_prefill(s, pending, ctx().directory, ctx().settings, grant.client.row)
+        pending_id, queued = pending.id, pending.deliver
     if found:
-        _deliver(pending_id)
+        if queued:   # only TEST_<scenario>_<contact> queues a message; this request is new, so none else is
+            _deliver(pending_id)
         return redirect(url_for(".verify"), 303)
     return redirect(url_for(".lookup"), 303)
 
@@ -112,9 +115,13 @@ def _resent(results: list[delivery.Result]) -> None:
         flash("New passcode issued: the previous one no longer works.", "ok")
 
 
+_PENDING = select(PendingAuthorization).where(PendingAuthorization.id == bindparam("id"))
+
+
 def _pending(s) -> PendingAuthorization:
     pending_id = session.get("pending")
-    pending = s.get(PendingAuthorization, pending_id) if pending_id else None
+    # a statement built once (read on every step of the flow); the same row s.get would find
+    pending = s.scalars(_PENDING, {"id": pending_id}).first() if pending_id else None
     if pending is None or portal.is_self_service(pending):
         abort(400, "There is no data-sharing request in progress in this browser. Start again from "
                    "the website of the company that asked for your data.")
@@ -227,6 +234,8 @@ def consent():
         if pending.stage != "consent":
             return redirect(url_for(".lookup" if pending.stage == "lookup" else ".verify"), 303)
         client = s.get(ClientRow, pending.client_id)
+        if client is not None:
+            remember_client(client)   # Authlib's client below: not read again
         customer = ctx().directory.by_account(pending.account_number or "")
         try:
             scope = portal.requested_scope(pending)
