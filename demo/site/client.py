@@ -4,11 +4,15 @@ custodian's ESPI resources over HTTP."""
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import json
+import os
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -88,29 +92,108 @@ class TotalTimeout(requests.Timeout):
     """The answer's status line and headers did not arrive within ``http_max_seconds``."""
 
 
+class _Watchdog:
+    """One thread that fires every :class:`_SocketTimer` of the process when its time is up
+    (a thread per timer cost more CPU than the call it guarded: two per call to the custodian).
+    Timers wait in a heap by deadline, each in a one-item list that disarming empties (so a
+    disarmed timer and the response it watched are freed at once); empty slots are dropped when
+    they reach the top, and the heap is rebuilt when they pile up."""
+
+    def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, list]] = []
+        self._order = itertools.count()
+        self._disarmed = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, timer: _SocketTimer, when: float) -> list:
+        """Fire ``timer._cut()`` at ``when`` (``time.monotonic``); returns its slot for :meth:`disarm`."""
+        slot = [timer]
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gbc-call-watchdog", daemon=True)
+                self._thread.start()
+            if self._disarmed > 256 and self._disarmed * 2 > len(self._heap):
+                self._heap = [item for item in self._heap if item[2][0] is not None]
+                heapq.heapify(self._heap)
+                self._disarmed = 0
+            heapq.heappush(self._heap, (when, next(self._order), slot))
+            if self._heap[0][2] is slot:     # the earliest now: the thread waits for a later one
+                self._cond.notify()
+        return slot
+
+    def disarm(self, slot: list) -> None:
+        with self._cond:
+            if slot[0] is not None:
+                slot[0] = None
+                self._disarmed += 1
+
+    def _next_due(self) -> _SocketTimer:
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0][2][0] is None:
+                    heapq.heappop(self._heap)
+                    self._disarmed = max(0, self._disarmed - 1)
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                when, _, slot = self._heap[0]
+                if when <= time.monotonic():
+                    heapq.heappop(self._heap)
+                    timer, slot[0] = slot[0], None
+                    return timer
+                self._cond.wait(when - time.monotonic())
+
+    def _run(self) -> None:
+        while True:
+            timer = self._next_due()
+            timer._cut()
+            del timer
+
+
+_watchdog_lock = threading.Lock()
+_watchdog: _Watchdog | None = None
+
+
+def _the_watchdog() -> _Watchdog:
+    """The process's watchdog (a new one after a fork: the thread does not survive it)."""
+    global _watchdog
+    dog = _watchdog
+    if dog is None or dog._pid != os.getpid():
+        with _watchdog_lock:
+            if _watchdog is None or _watchdog._pid != os.getpid():
+                _watchdog = _Watchdog()
+            dog = _watchdog
+    return dog
+
+
 class _SocketTimer:
     """After ``seconds``, shuts down the sockets :meth:`sockets` names, so that a read blocked on
-    them returns at once; a context manager around the work it bounds (leaving it disarms it)."""
+    them returns at once; a context manager around the work it bounds (leaving it disarms it).
+    The process's :class:`_Watchdog` thread does the cutting."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.expired = False
         self._lock = threading.Lock()
         self._done = False
-        self._timer = threading.Timer(seconds, self._cut)
-        self._timer.daemon = True
+        self._dog: _Watchdog | None = None
+        self._slot: list | None = None
 
     def sockets(self) -> list:
         raise NotImplementedError
 
     def __enter__(self):
-        self._timer.start()
+        self._dog = _the_watchdog()
+        self._slot = self._dog.arm(self, time.monotonic() + self.seconds)
         return self
 
     def __exit__(self, *exc) -> None:
         with self._lock:
             self._done = True
-        self._timer.cancel()
+        if self._dog is not None and self._slot is not None:
+            self._dog.disarm(self._slot)
 
     def _cut(self) -> None:
         with self._lock:
@@ -199,6 +282,32 @@ class GuardedAdapter(requests.adapters.HTTPAdapter):
         return resp
 
 
+class Session(requests.Session):
+    """A ``requests.Session`` that reads its settings from the environment (proxies, ``no_proxy``,
+    CA bundle) once per origin instead of on every request: requests walks ``os.environ``
+    several times per call, a large part of the CPU of a short call. A session lives for one
+    request of the site, so a change of the environment is seen by the next one."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._from_env: dict = {}
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        if proxies or not self.trust_env:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url or "")
+        try:
+            key = (parts.scheme, parts.netloc, stream, verify, cert, self.stream, self.verify, self.cert,
+                   tuple(sorted(self.proxies.items())))
+            hash(key)
+        except TypeError:
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        found = self._from_env.get(key)
+        if found is None:
+            found = self._from_env[key] = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        return {**found, "proxies": dict(found["proxies"])}
+
+
 def guarded(session: requests.Session) -> requests.Session:
     """``session`` with :class:`GuardedAdapter` for http and https."""
     session.mount("http://", GuardedAdapter())
@@ -208,7 +317,7 @@ def guarded(session: requests.Session) -> requests.Session:
 
 def _plain(http: requests.Session | None) -> requests.Session:
     """The session to use: the caller's (a recorder's, guarded too) or a new guarded one."""
-    return http if http is not None else guarded(requests.Session())
+    return http if http is not None else guarded(Session())
 
 
 @dataclass(frozen=True)
@@ -275,9 +384,12 @@ def new_code_verifier() -> str:
     return generate_token(64)
 
 
-def _session(cfg: ClientConfig, scope: str | None = None, http: requests.Session | None = None) -> OAuth2Session:
+@contextmanager
+def _session(cfg: ClientConfig, scope: str | None = None,
+             http: requests.Session | None = None) -> Iterator[OAuth2Session]:
     """Authlib's client; with ``http``, its transport adapters are used (a recorder's adapters
-    record the token request like any other call: OAuth2Session is a requests.Session)."""
+    record the token request like any other call: OAuth2Session is a requests.Session). Borrowed
+    adapters stay open afterwards (they belong to ``http``, whose next call reuses the connection)."""
     sess = OAuth2Session(
         cfg.client_id,
         cfg.client_secret,
@@ -292,7 +404,11 @@ def _session(cfg: ClientConfig, scope: str | None = None, http: requests.Session
             sess.mount(prefix, adapter)
     else:
         guarded(sess)
-    return sess
+    try:
+        yield sess
+    finally:
+        if http is None:
+            sess.close()
 
 
 def authorization_url(cfg: ClientConfig, scope: str, state: str, code_verifier: str | None) -> str:
