@@ -35,12 +35,12 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, unquote_plus, urlsplit, urlunsplit
 
 import requests
-from sqlalchemy import func
+from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from ..storage import Database
 from ..tokens import mask
-from .client import GuardedAdapter
+from .client import GuardedAdapter, Session
 from .models import Exchange
 
 log = logging.getLogger(__name__)
@@ -222,22 +222,25 @@ class Recorder:
     """Records HTTP exchanges of one run into the site database, masked.
 
     Thread-safe enough for one run: each exchange is written in its own short transaction
-    (``seq`` retried on a clash); a failure to record is logged, never raised, so recording
-    can't break the flow it watches.
+    (``seq`` counted by the recorder, retried from the table on a clash); a failure to record is
+    logged, never raised, so recording can't break the flow it watches.
     """
 
     def __init__(self, db: Database, run_id: str, secrets: Iterable[str | None] = (), *,
-                 kind: str = "http") -> None:
+                 kind: str = "http", first_seq: int | None = None) -> None:
         self.db = db
         self.run_id = run_id
         self.masker = Masker(secrets)
         self.kind = kind            # kind of HTTP exchanges whose URL says nothing (see :func:`kind_for`)
         self.last_seq: int | None = None
+        #: the seq the next exchange tries first (None: ask the table); ``first_seq=1`` for a run
+        #: that has just been created, so its first note needs no query
+        self.next_seq: int | None = first_seq
 
     # -- public API ------------------------------------------------------------------------------
     def session(self, kind: str | None = None) -> requests.Session:
         """A ``requests.Session`` whose every request/response is recorded."""
-        return self.attach(requests.Session(), kind)
+        return self.attach(Session(), kind)
 
     def attach(self, session: requests.Session, kind: str | None = None) -> requests.Session:
         """Make ``session`` (any ``requests.Session``, e.g. Authlib's ``OAuth2Session``) record."""
@@ -303,20 +306,33 @@ class Recorder:
                    response_size=size, response_truncated=truncated, duration_ms=duration_ms, error=error)
 
     def _save(self, **values: Any) -> None:
+        """Insert one exchange in its own short transaction (committed before the next call, so
+        a killed worker keeps what happened). The recorder counts its own ``seq`` after the first
+        one; when another recorder of the run took that number, the clash is retried from the
+        table's ``max(seq)``. A Core insert of the same columns the ORM would write."""
         values["kind"] = str(values.get("kind") or self.kind)[:16]
         values["title"] = (self.masker.literals(str(values.get("title") or "")) or "")[:200]
+        seq = self.next_seq
         for _attempt in range(5):
             try:
-                with self.db.session() as s:
-                    top = s.query(func.max(Exchange.seq)).filter(Exchange.run_id == self.run_id).scalar() or 0
-                    s.add(Exchange(run_id=self.run_id, seq=top + 1, **values))
-                self.last_seq = top + 1
+                with self.db.engine.begin() as conn:
+                    if seq is None:
+                        seq = (conn.execute(_MAX_SEQ, {"run_id": self.run_id}).scalar() or 0) + 1
+                    conn.execute(_INSERT, {**values, "run_id": self.run_id, "seq": seq})
+                self.last_seq = seq
+                self.next_seq = seq + 1
                 return
             except IntegrityError:
-                continue    # another recorder of this run took that seq
+                seq = None      # another recorder of this run took that seq: ask the table
+                continue
             except SQLAlchemyError:
                 log.exception("could not record an exchange of run %s", self.run_id)
                 return
+
+
+_EXCHANGES = Exchange.__table__
+_MAX_SEQ = select(func.max(_EXCHANGES.c.seq)).where(_EXCHANGES.c.run_id == bindparam("run_id"))
+_INSERT = insert(_EXCHANGES)
 
 
 def _title(kind: str, method: str, url: str, body: str | None = None) -> str:
