@@ -92,21 +92,30 @@ def webhook(receiver_id: str):
 
 @bp.app_template_global("integrator_panel")
 def integrator_panel(run: Run) -> dict:
-    """What the run page's JSON API and events panels show (secrets masked), once per request."""
+    """What the run page's JSON API and events panels show (secrets masked), once per request
+    (the run page fills it in first with :func:`prefill_panel`)."""
     cache = g.setdefault("integrator_panel", {})
     if run.id not in cache:
         with ctx().db.session() as s:
-            eff = current_settings(s)
-            uid = runs_mod.authorization_uid(run)
-            cache[run.id] = {
-                "authorization_uid": uid,
-                "json_api": integrator.load_data(s, run.id, "json_api"),
-                "events": integrator.events_for_authorization(s, visitor_id(), uid),
-                "api_url": eff.get("api_url"),
-                "api_token_masked": mask(eff.get("api_token")),
-                "api_ready": bool(eff.get("api_token")),
-                "webhook_ready": bool(eff.get("webhook_secret") and eff.get("receiver_id")),
-                "receiver_url": integrator.receiver_url(ctx().settings["site_url"], eff["receiver_id"])
-                if eff.get("receiver_id") else None,
-            }
+            cache[run.id] = _panel(s, run, current_settings(s))
     return cache[run.id]
+
+
+def prefill_panel(s, run: Run, eff: dict) -> None:
+    """The panels' data for this request, from the caller's session and settings."""
+    g.setdefault("integrator_panel", {})[run.id] = _panel(s, run, eff)
+
+
+def _panel(s, run: Run, eff: dict) -> dict:
+    uid = runs_mod.authorization_uid(run)
+    return {
+        "authorization_uid": uid,
+        "json_api": integrator.load_data(s, run.id, "json_api"),
+        "events": integrator.events_for_authorization(s, visitor_id(), uid),
+        "api_url": eff.get("api_url"),
+        "api_token_masked": mask(eff.get("api_token")),
+        "api_ready": bool(eff.get("api_token")),
+        "webhook_ready": bool(eff.get("webhook_secret") and eff.get("receiver_id")),
+        "receiver_url": integrator.receiver_url(ctx().settings["site_url"], eff["receiver_id"])
+        if eff.get("receiver_id") else None,
+    }

@@ -31,8 +31,9 @@ def visitor_id() -> str:
 
 
 def current_settings(s) -> dict:
-    base = runs_mod.effective_settings(ctx().settings, s.get(VisitorSettings, visitor_id()), ctx().vault)
-    eff = integrator.overlay(s, visitor_id(), base, ctx().vault)   # + API token, webhook secret
+    row, integration = integrator.visitor_rows(s, visitor_id())
+    base = runs_mod.effective_settings(ctx().settings, row, ctx().vault)
+    eff = integrator.overlay(s, visitor_id(), base, ctx().vault, integration)   # + API token, webhook secret
     if eff.get("api_token") and eff["api_token"] == base.get("api_token") \
             and eff.get("api_url") != ctx().settings.get("api_url"):
         eff["api_token"] = ""   # the configured API token goes only to the configured JSON API
@@ -121,7 +122,8 @@ def connect():
 def send_to_custodian(eff: dict, run_id: str, url: str):
     """After the run is stored (the recorder writes in its own transaction): note the
     authorization request on the run and send the browser to the custodian."""
-    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [eff["client_secret"]]), url)
+    # a run made in this request has no exchange yet: its first is #1 (a clash would ask the table)
+    runs_mod.note_authorize(ex_mod.Recorder(ctx().db, run_id, [eff["client_secret"]], first_seq=1), url)
     allow_form_action(eff["authorize_url"])
     return redirect(url, 303)
 
@@ -184,17 +186,26 @@ def refetch(run_id: str) -> bool:
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str):
     with ctx().db.session() as s:
-        _visitor_run(s, run_id)                      # 404 for anyone else's run, before any call
+        run = _visitor_run(s, run_id)                # 404 for anyone else's run, before any call
+        if runs_mod.waiting_for_data(run) != 0:      # nothing to ask the custodian: show this load
+            return _render_run(s, run)
     refetch(run_id)
     with ctx().db.session() as s:
-        run = _visitor_run(s, run_id)
-        rows = ex_mod.exchanges_for(s, run.id)
-        return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
-                               waiting=runs_mod.waiting_for_data(run),
-                               exchanges=[ex_mod.exchange_view(x) for x in rows],
-                               api_revoke=bool(current_settings(s).get("api_token")),
-                               requested=runs_mod.scope_view(run.requested_scope),
-                               granted=runs_mod.scope_view(run.granted_scope), nav_active="runs")
+        return _render_run(s, _visitor_run(s, run_id))
+
+
+def _render_run(s, run: Run):
+    from .integrator_views import prefill_panel
+
+    eff = current_settings(s)
+    prefill_panel(s, run, eff)                       # the JSON API and events panels, from the same settings
+    rows = ex_mod.exchanges_for(s, run.id)
+    return render_template("site/run.html", run=run, data=runs_mod.run_json(run),
+                           waiting=runs_mod.waiting_for_data(run),
+                           exchanges=[ex_mod.exchange_view(x) for x in rows],
+                           api_revoke=bool(eff.get("api_token")),
+                           requested=runs_mod.scope_view(run.requested_scope),
+                           granted=runs_mod.scope_view(run.granted_scope), nav_active="runs")
 
 
 @bp.get("/runs/<run_id>.json")
