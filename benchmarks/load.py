@@ -576,6 +576,9 @@ def main() -> int:
     attempted = flows["done"] + len(flows["errors"])
     server_rpf = server_requests / attempted if attempted else float("nan")
     fraction = flows_per_s * client_rpf / ceiling_rps if ceiling_rps else float("nan")
+    # the same with every request the servers answered in a flow (the site's token and ESPI calls
+    # to the sandbox are requests of the flow too: its "token" and "data" steps)
+    fraction_server = flows_per_s * server_rpf / ceiling_rps if ceiling_rps else float("nan")
     server_5xx = sum(server_after[r]["5xx"] for r in procs)
     worst_p99 = max((s["p99_ms"] for s in steps.values()), default=float("nan"))
     errors = flows["errors"] + ceiling["errors"]
@@ -604,6 +607,7 @@ def main() -> int:
                   "errors": len(flows["errors"]), "server_5xx": server_5xx,
                   "error_samples": sorted(set(errors))[:10], "warmup_errors": len(warm["errors"])},
         "fraction_of_ceiling": round(fraction, 3),
+        "fraction_of_ceiling_server_requests": round(fraction_server, 3),
         "targets": {"fraction_at_least_0.25": fraction >= 0.25, "p99_per_step_under_100ms": worst_p99 < 100,
                     "zero_errors": not errors and not warm["errors"] and server_5xx == 0,
                     "two_minutes": flows["elapsed"] >= 120},
@@ -654,6 +658,8 @@ def report(r: dict) -> str:
     lines += [
         f"fraction of the ceiling: {r['fraction_of_ceiling']:.1%} (target >= 25 %): "
         f"{'met' if t['fraction_at_least_0.25'] else 'NOT met'}",
+        f"  counting every server request of a flow ({f['server_requests_per_flow']}, the site's token and ESPI "
+        f"calls too): {r['fraction_of_ceiling_server_requests']:.1%}",
         f"p99 per step < 100 ms: {'met' if t['p99_per_step_under_100ms'] else 'NOT met'}",
         f"0 errors: {'met' if t['zero_errors'] else 'NOT met'}; "
         f"over 2 minutes: {'yes' if t['two_minutes'] else 'no (shorter run)'}",
