@@ -405,6 +405,10 @@ def server_env(instance: Path, site_port: int, sandbox_port: int, args, db_urls:
         env["GBC_DATABASE_URL"], env["GBC_SANDBOX_DATABASE_URL"] = db_urls
     if args.redis:
         env["GBC_RATELIMIT_STORAGE_URL"] = args.redis
+    if args.workers:
+        env["GBC_WORKERS"] = str(args.workers)
+    if args.threads:
+        env["GBC_THREADS"] = str(args.threads)
     return env
 
 
@@ -490,6 +494,10 @@ def main() -> int:
                     help="sqlite (default: files in the temporary instance folder) or a postgresql+psycopg URL: "
                          "each app gets a new schema there, dropped at the end")
     ap.add_argument("--redis", default="", help="a redis:// URL for the rate-limit counters (default memory://)")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="gunicorn workers per app (default: the configured workers, GBC_WORKERS's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="threads per worker (default: the configured threads, GBC_THREADS's default)")
     ap.add_argument("--wsgi-module", default="app",
                     help="the module gunicorn serves site and sandbox from (default app; e.g. a profiling wrapper "
                          "on PYTHONPATH)")
