@@ -107,3 +107,38 @@ def test_proxies_from_the_environment_still_apply(monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", "http://other.example:8080")
     fresh = gbc.Session().merge_environment_settings("http://custodian.example/x", {}, True, None, None)
     assert fresh["proxies"]["http"] == "http://other.example:8080"     # a new session reads it again
+
+
+def test_exchange_rows_read_as_the_objects_were(db):
+    from demo.site.models import Exchange
+
+    rec = ex.Recorder(db, "run1")
+    rec.note("callback", "first", url="https://x.test/cb?code=secret-code-123", params={"a": "1"})
+    with db.session() as s:
+        s.add(Exchange(run_id="run1", seq=2, kind="token", title="second", status=200, response_truncated=True,
+                       response_headers=[["Content-Type", "application/json"]], response_body='{"a": 1}'))
+        rows = ex.exchanges_for(s, "run1")      # a pending object is flushed first, as with a query
+        assert [r.seq for r in rows] == [1, 2]
+        objects = s.query(Exchange).filter_by(run_id="run1").order_by(Exchange.seq).all()
+        assert [ex.exchange_dict(r) for r in rows] == [ex.exchange_dict(o) for o in objects]
+        assert [ex.exchange_view(r) for r in rows] == [ex.exchange_view(o) for o in objects]
+        assert rows[1].response_truncated is True and rows[0].fields == {"params": {"a": "1"}}
+        assert ex.exchanges_for(s, "other") == []
+
+
+def test_events_of_an_authorization_keep_their_order_limit_and_owner(db):
+    from datetime import datetime, timedelta
+
+    from demo.site import integrator
+
+    t0 = datetime(2026, 1, 1)
+    with db.session() as s:
+        for i, (visitor, uid) in enumerate([("v1", "A"), ("v1", "A"), ("v2", "A"), ("v1", "B"), ("v1", "A")]):
+            s.add(integrator.WebhookEvent(visitor_id=visitor, authorization_uid=uid, event_uid=f"e{i}",
+                                          received=t0 - timedelta(minutes=i), verified=True))
+        s.add(integrator.IntegratorData(run_id="r1", kind="json_api", data={"x": 1}, fetched=t0))
+        events = integrator.events_for_authorization(s, "v1", "A")
+        assert [e["uid"] for e in events] == ["e4", "e1", "e0"]          # oldest first, this visitor's only
+        assert [e["uid"] for e in integrator.events_for_authorization(s, "v1", "A", limit=2)] == ["e4", "e1"]
+        assert integrator.load_data(s, "r1", "json_api") == {"x": 1}    # pending row flushed first
+        assert integrator.load_data(s, "r1", "other") is None

@@ -675,7 +675,7 @@ def header(ex: Mapping[str, Any], name: str, which: str = "response_headers") ->
     return None
 
 
-def exchange_dict(ex: Exchange, body_limit: int | None = None) -> dict:
+def exchange_dict(ex: Any, body_limit: int | None = None) -> dict:
     """The stored exchange as plain data (for ``/runs/<id>.json``): already masked. With
     ``body_limit`` the response body is cut there (``response_body_cut`` says so; the whole
     stored part is a download away)."""
@@ -692,7 +692,7 @@ def exchange_dict(ex: Exchange, body_limit: int | None = None) -> dict:
     }
 
 
-def exchange_view(ex: Exchange) -> dict:
+def exchange_view(ex: Any) -> dict:
     """What the timeline shows for one exchange: the stored data, pretty bodies (cut for the
     page), snippets and an explanation when something went wrong."""
     from .explain import explain_exchange
@@ -714,5 +714,12 @@ def exchange_view(ex: Exchange) -> dict:
     return data
 
 
-def exchanges_for(s: Any, run_id: str) -> list[Exchange]:
-    return s.query(Exchange).filter_by(run_id=run_id).order_by(Exchange.seq).all()
+def exchanges_for(s: Any, run_id: str) -> list:
+    """The run's exchanges in order, as read-only rows with the model's attribute names (a
+    select built once; the pages only read them, so no ORM objects are made)."""
+    return s.execute(_BY_RUN, {"run_id": run_id}).all()
+
+
+# the model's columns (an ORM select: the session flushes first, as for a query of objects)
+_BY_RUN = (select(*(getattr(Exchange, c.key) for c in _EXCHANGES.c))
+           .where(Exchange.run_id == bindparam("run_id")).order_by(Exchange.seq))

@@ -341,11 +341,19 @@ def save_data(s: Session, run_id: str, kind: str, data: dict) -> None:
 
 
 def load_data(s: Session, run_id: str, kind: str) -> dict | None:
-    row = s.query(IntegratorData).filter_by(run_id=run_id, kind=kind).one_or_none()
+    row = s.execute(_DATA, {"run_id": run_id, "kind": kind}).one_or_none()
     return row.data if row else None
 
 
 # --- events received -----------------------------------------------------------------------
+
+# hot reads, built once (the run page and events.json ask them on every view)
+_DATA = select(IntegratorData.data).where(IntegratorData.run_id == bindparam("run_id"),
+                                          IntegratorData.kind == bindparam("kind"))
+_EVENTS = (select(WebhookEvent).where(WebhookEvent.visitor_id == bindparam("visitor_id"),
+                                      WebhookEvent.authorization_uid == bindparam("authorization_uid"))
+           .order_by(WebhookEvent.received, WebhookEvent.id).limit(bindparam("limit")))
+
 
 def event_dict(row: WebhookEvent) -> dict:
     """An event for the run page and ``events.json`` (no secrets are ever stored here);
@@ -376,8 +384,8 @@ def events_for_authorization(s: Session, visitor_id: str, authorization_uid: str
     flagged ``verified: false``)."""
     if not authorization_uid:
         return []
-    rows = (s.query(WebhookEvent).filter_by(visitor_id=visitor_id, authorization_uid=authorization_uid)
-            .order_by(WebhookEvent.received, WebhookEvent.id).limit(limit).all())
+    rows = s.scalars(_EVENTS, {"visitor_id": visitor_id, "authorization_uid": authorization_uid,
+                               "limit": limit}).all()
     return [event_dict(r) for r in rows]
 
 
