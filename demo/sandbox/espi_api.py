@@ -45,6 +45,7 @@ import json
 from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, request
+from sqlalchemy import bindparam, select
 
 from ..espi import build, stream
 from ..storage import utcnow
@@ -216,11 +217,15 @@ def authorizations():
     return _xml(build.feed_bytes(base, "Authorization", "Authorization", "Authorization", _now(), add))
 
 
+#: built once: read on every flow (in a new session, where s.get would query the same)
+_AUTHORIZATION = select(AuthorizationRow).where(AuthorizationRow.uid == bindparam("uid"))
+
+
 @bp.get("/Authorization/<uid>")
 def authorization(uid: str):
     with ctx().db.session() as s:
         cred = _authorization_reader(s)
-        row = s.get(AuthorizationRow, uid) if len(uid) <= 64 else None
+        row = s.scalars(_AUTHORIZATION, {"uid": uid}).first() if len(uid) <= 64 else None
         if row is None or row.client_id != cred.client_id:
             _not_found()
         if cred.kind == ACCESS and (cred.authorization_uid != uid or row.status != 1):

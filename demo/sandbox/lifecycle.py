@@ -119,9 +119,10 @@ def emit(s: Session, client_id: str, type_: str, *, ts: datetime | None = None,
     return emit_all(s, client_id, [Event(type_, ts or utcnow(), authorization_uid, meter_uid, form_uid)])
 
 
-def emit_all(s: Session, client_id: str, events: Sequence[Event]) -> list[EventRow]:
+def emit_all(s: Session, client_id: str, events: Sequence[Event], *, with_rows: Sequence = ()) -> list[EventRow]:
     """Record several events of one client, in this order, as :func:`emit` one after the
-    other would: the client's endpoints are read once and all uids are checked in one query."""
+    other would: the client's endpoints are read once and all uids are checked in one query.
+    ``with_rows``: new rows to add first, written in the same flush as the events."""
     endpoints = s.execute(_ENDPOINTS_OF, {"client_id": client_id}).all()
     targets = [(event, [e for e in endpoints if not e.event_types or event.type in e.event_types] or [None])
                for event in events]
@@ -136,22 +137,23 @@ def emit_all(s: Session, client_id: str, events: Sequence[Event]) -> list[EventR
                 delivery_target=endpoint.url if endpoint else None,
                 next_attempt=event.ts if endpoint else None,
             ))
-    s.add_all(rows)
+    s.add_all([*with_rows, *rows])
     s.flush()
     return rows
 
 
 def create_meters(s: Session, authorization: AuthorizationRow, service_uids: Iterable[str],
-                  created: datetime | None = None) -> list[MeterRow]:
+                  created: datetime | None = None, *, add: bool = True) -> list[MeterRow]:
     """New meter uids for the customer's shared meters, in the customer's order, created at
-    ``created`` (by default when the authorization was)."""
+    ``created`` (by default when the authorization was). Added to ``s`` unless not ``add``."""
     service_uids = list(service_uids)
     uids = numeric_uids(s, MeterRow, len(service_uids))
     created = created or authorization.created
     meters = [MeterRow(uid=uid, authorization_uid=authorization.uid, service_uid=service_uid, position=position,
                        created=created)
               for position, (uid, service_uid) in enumerate(zip(uids, service_uids, strict=True))]
-    s.add_all(meters)
+    if add:
+        s.add_all(meters)
     authorization.meter_uids = [m.uid for m in meters]
     return meters
 
@@ -163,16 +165,20 @@ def authorized(s: Session, authorization: AuthorizationRow, service_uids: Iterab
     The platform's sequence (reference §5.9): ``authorization_created`` and
     ``authorization_update_started`` now, ``meter_created`` per meter, and
     ``authorization_update_finished_*`` when the data is ready.
+
+    ``authorization`` may be new and not yet in ``s``: it is added once its fields are final,
+    so it is written by one INSERT rather than an INSERT and an UPDATE. It, its meters and the
+    events are written in one flush, after the three queries (meter uids, endpoints, event uids).
     """
     now = now or utcnow()
     errored_at_login = authorization.behaviour in FAILS_AT_LOGIN
-    # the meters first: their uid query then has nothing of this row to flush, and the row's
-    # changes below are written in one UPDATE with the meters
-    meters = [] if errored_at_login else create_meters(s, authorization, service_uids, created=now)
+    # the meters' uids first, nothing of this authorization pending yet; the rows are added with the events
+    meters = [] if errored_at_login else create_meters(s, authorization, service_uids, created=now, add=False)
     if errored_at_login:
         authorization.meter_uids = []
     authorization.created = now
     authorization.ready_at = now + timedelta(seconds=ready_delay(settings))
+    new_rows = [*([] if authorization in s else [authorization]), *meters]
     uid = authorization.uid
     finished = ("authorization_update_finished_errored" if authorization.behaviour in ERRORED_BEHAVIOURS
                 else "authorization_update_finished_successful")
@@ -181,7 +187,7 @@ def authorized(s: Session, authorization: AuthorizationRow, service_uids: Iterab
         Event("authorization_update_started", now, uid),
         *(Event("meter_created", now, uid, meter.uid) for meter in meters),
         Event(finished, authorization.ready_at, uid),
-    ])
+    ], with_rows=new_rows)
     return meters
 
 

@@ -21,7 +21,7 @@ from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Blueprint, current_app, g, has_request_context
 from flask import request as flask_request
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 
 from ..config import normalized_origin
 from ..scope import ScopeError, parse_scope
@@ -83,6 +83,8 @@ class SandboxClient:
 @dataclass
 class CodeRecord:
     row: AuthorizationCodeRow
+    #: the code's authorization, read in the session that spent the code (None: not found)
+    authorization: AuthorizationRow | None = None
 
     def get_redirect_uri(self):
         return self.row.redirect_uri
@@ -107,6 +109,23 @@ class CodeRecord:
 
 class S256Only(CodeChallenge):
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+
+#: statements of the token endpoint, built once (not rebuilt and re-keyed for the cache per request)
+_SPEND_CODE = (update(AuthorizationCodeRow)
+               .where(AuthorizationCodeRow.code_hash == bindparam("hashed"), AuthorizationCodeRow.used.is_(False))
+               .values(used=True)
+               .returning(AuthorizationCodeRow))
+_MARK_REPLAYED = (update(AuthorizationCodeRow)
+                  .where(AuthorizationCodeRow.code_hash == bindparam("hashed"))
+                  .values(replayed=True)
+                  .returning(AuthorizationCodeRow.authorization_uid))
+_HOLD_CODE = (update(AuthorizationCodeRow)
+              .where(AuthorizationCodeRow.code_hash == bindparam("hashed"))
+              .values(used=True)
+              .returning(AuthorizationCodeRow.replayed))
+_AUTHORIZATION = select(AuthorizationRow).where(AuthorizationRow.uid == bindparam("uid"))
+_CLIENT = select(ClientRow).where(ClientRow.client_id == bindparam("client_id"))
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
@@ -154,34 +173,29 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         replay (RFC 6749 §4.1.2): the tokens it gave are revoked."""
         code_hash = digest(code)
         with ctx().db.session() as s:
-            row = s.scalars(update(AuthorizationCodeRow)
-                            .where(AuthorizationCodeRow.code_hash == code_hash,
-                                   AuthorizationCodeRow.used.is_(False))
-                            .values(used=True)
-                            .returning(AuthorizationCodeRow)).one_or_none()
+            row = s.scalars(_SPEND_CODE, {"hashed": code_hash}).one_or_none()
             if row is None:
                 # marked first (this waits for a token being saved for it, see save_token), then revoked
-                replayed = s.execute(update(AuthorizationCodeRow)
-                                     .where(AuthorizationCodeRow.code_hash == code_hash)
-                                     .values(replayed=True)
-                                     .returning(AuthorizationCodeRow.authorization_uid)).scalar_one_or_none()
+                replayed = s.execute(_MARK_REPLAYED, {"hashed": code_hash}).scalar_one_or_none()
                 if replayed is not None:
                     log.warning("authorization code replayed for authorization %s: its tokens are revoked", replayed)
                     lifecycle.revoke_tokens(s, replayed)
                 return None
             if row.client_id != client.get_client_id() or row.expires < utcnow():
                 return None
-            return CodeRecord(row)
+            # read here rather than in a session of its own (authenticate_user checks it)
+            return CodeRecord(row, s.scalars(_AUTHORIZATION, {"uid": row.authorization_uid}).first())
 
     def delete_authorization_code(self, authorization_code):
         """Nothing left to do: the code was spent when it was read (kept to recognise replays)."""
 
     def authenticate_user(self, authorization_code):
-        with ctx().db.session() as s:
-            row = s.get(AuthorizationRow, authorization_code.row.authorization_uid)
-            if row is None or row.status != 1:
-                return None
-            return row
+        """The code's authorization, active: read when the code was spent (the token is saved
+        with its own check against a replay, and ESPI checks the status on every read)."""
+        row = authorization_code.authorization
+        if row is None or row.status != 1:
+            return None
+        return row
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -339,7 +353,7 @@ def query_client(client_id):
     if client_id in memo:
         return memo[client_id]
     with ctx().db.session() as s:
-        row = s.get(ClientRow, client_id)
+        row = s.scalars(_CLIENT, {"client_id": client_id}).first()
     client = SandboxClient(row) if row else None
     if client is not None:
         memo[client_id] = client
@@ -397,10 +411,7 @@ def _code_replayed(s, request) -> bool:
         return False
     # a write, not a read: it takes the row's lock (PostgreSQL) or the database's write lock (SQLite)
     # before the token row is added, and holds it until the token is committed
-    replayed = s.execute(update(AuthorizationCodeRow)
-                         .where(AuthorizationCodeRow.code_hash == record.row.code_hash)
-                         .values(used=True)
-                         .returning(AuthorizationCodeRow.replayed)).scalar_one_or_none()
+    replayed = s.execute(_HOLD_CODE, {"hashed": record.row.code_hash}).scalar_one_or_none()
     return bool(replayed)
 
 

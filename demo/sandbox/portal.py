@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import re
 import time
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from time import monotonic
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from sqlalchemy import func
@@ -57,13 +59,39 @@ def mode_refusal(client: ClientRow | None, customer: Customer | None, utility: s
 CODE_MEMORY = timedelta(days=1)
 
 
-def begin(s: Session, client_id: str, request_args: dict, browser_hash: str | None = None) -> PendingAuthorization:
-    """A new pending authorization; abandoned ones and expired codes are cleared on the way.
-    ``browser_hash`` names the browser session, so its outbox messages can be told apart."""
-    cutoff = utcnow() - PENDING_LIFETIME
-    s.query(PendingAuthorization).filter(PendingAuthorization.created < cutoff).delete()
+#: how often (seconds, per process and database) :func:`begin` clears abandoned requests and old codes
+CLEAN_UP_EVERY = 60.0
+_last_clean_up: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def clean_up(s: Session, now: datetime | None = None) -> None:
+    """Delete pending requests older than :data:`PENDING_LIFETIME` and codes expired more than
+    :data:`CODE_MEMORY` ago (both scan their whole table)."""
+    now = now or utcnow()
+    s.query(PendingAuthorization).filter(PendingAuthorization.created < now - PENDING_LIFETIME).delete()
     # spent and expired codes are kept a day, so that a replay is still recognised (sandbox/oauth.py)
-    s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < utcnow() - CODE_MEMORY).delete()
+    s.query(AuthorizationCodeRow).filter(AuthorizationCodeRow.expires < now - CODE_MEMORY).delete()
+
+
+def _clean_up_due(s: Session) -> bool:
+    """True at most once every :data:`CLEAN_UP_EVERY` seconds per process and database. The rows
+    cleared are a day past their use, so they go at most a minute later than on every request:
+    an expired code is refused by its own expiry check meanwhile."""
+    engine = s.get_bind()
+    clock = monotonic()
+    last = _last_clean_up.get(engine)
+    if last is not None and clock - last < CLEAN_UP_EVERY:
+        return False
+    _last_clean_up[engine] = clock
+    return True
+
+
+def begin(s: Session, client_id: str, request_args: dict, browser_hash: str | None = None) -> PendingAuthorization:
+    """A new pending authorization; abandoned ones and expired codes are cleared on the way
+    (:func:`clean_up`, at most once a minute per process).
+    ``browser_hash`` names the browser session, so its outbox messages can be told apart."""
+    if _clean_up_due(s):
+        clean_up(s)
     pending = PendingAuthorization(id=new_uid(), client_id=client_id, request_args=dict(request_args),
                                    browser_hash=browser_hash)
     s.add(pending)
@@ -489,8 +517,7 @@ def authorize(s: Session, pending: PendingAuthorization, customer: Customer, opt
         authorized_end=end,
         is_test=customer.test,
     )
-    s.add(row)
-    s.flush()
+    # added by lifecycle.authorized once complete: one INSERT with its meters, no UPDATE after
     lifecycle.authorized(s, row, meter_uids, settings)
     return row
 

@@ -351,14 +351,20 @@ class NotServed(Exception):
         self.retry_after = retry_after
 
 
-_AUTHORIZATION = select(AuthorizationRow).where(AuthorizationRow.uid == bindparam("uid"))
+#: the authorization with its meters in one statement (one row per meter, in their order;
+#: one row with no meter when it has none)
+_AUTHORIZATION_AND_METERS = (select(AuthorizationRow, MeterRow)
+                             .outerjoin(MeterRow, MeterRow.authorization_uid == AuthorizationRow.uid)
+                             .where(AuthorizationRow.uid == bindparam("uid"))
+                             .order_by(MeterRow.position))
 
 
 def serve(s, cred: Credential, uid: str, customer_of, now: datetime, *, data: bool) -> Served:
     """The authorization ``uid`` as ``cred`` may read it (an access token: only its own; an API
     token: any of its client's), active and unexpired; with ``data``, only once collected.
     ``customer_of(account_number)`` finds the directory customer. Raises :class:`NotServed`."""
-    row = s.scalars(_AUTHORIZATION, {"uid": uid}).first() if len(uid) <= 64 else None
+    rows = s.execute(_AUTHORIZATION_AND_METERS, {"uid": uid}).all() if len(uid) <= 64 else []
+    row = rows[0][0] if rows else None
     if row is None or row.client_id != cred.client_id:
         raise NotServed(404)
     if cred.kind == ACCESS and cred.authorization_uid != uid:
@@ -369,7 +375,7 @@ def serve(s, cred: Credential, uid: str, customer_of, now: datetime, *, data: bo
         wait = lifecycle.seconds_until_ready(row, now)
         if wait > 0:
             raise NotServed(202, wait)
-    return load(row, lifecycle.meters_of(s, uid), customer_of(row.account_number),
+    return load(row, [meter for _, meter in rows if meter is not None], customer_of(row.account_number),
                 int(now.replace(tzinfo=UTC).timestamp()))
 
 

@@ -116,12 +116,27 @@ def _resent(results: list[delivery.Result]) -> None:
 
 
 _PENDING = select(PendingAuthorization).where(PendingAuthorization.id == bindparam("id"))
+#: the pending request with its registration, for the pages that name the company
+_PENDING_AND_CLIENT = (select(PendingAuthorization, ClientRow)
+                       .outerjoin(ClientRow, ClientRow.client_id == PendingAuthorization.client_id)
+                       .where(PendingAuthorization.id == bindparam("id")))
 
 
-def _pending(s) -> PendingAuthorization:
+def _pending(s, with_client: bool = False) -> PendingAuthorization:
+    """The browser's pending request (400 without one). ``with_client``: its registration is read
+    in the same statement and kept referenced by ``s``, so ``s.get(ClientRow, ...)`` later in this
+    request finds it in the session's identity map instead of querying again."""
     pending_id = session.get("pending")
-    # a statement built once (read on every step of the flow); the same row s.get would find
-    pending = s.scalars(_PENDING, {"id": pending_id}).first() if pending_id else None
+    # statements built once (read on every step of the flow); the same rows s.get would find
+    pending = None
+    if pending_id and with_client:
+        row = s.execute(_PENDING_AND_CLIENT, {"id": pending_id}).first()
+        if row is not None:
+            pending, client = row
+            if client is not None:
+                s.info.setdefault("rows_kept", []).append(client)
+    elif pending_id:
+        pending = s.scalars(_PENDING, {"id": pending_id}).first()
     if pending is None or portal.is_self_service(pending):
         abort(400, "There is no data-sharing request in progress in this browser. Start again from "
                    "the website of the company that asked for your data.")
@@ -136,7 +151,7 @@ def _company(s, pending) -> str:
 @ratelimit.limited(ratelimit.SEND)
 def lookup():
     with ctx().db.session() as s:
-        pending = _pending(s)
+        pending = _pending(s, with_client=True)
         form = LookupForm()
         if not form.is_submitted():
             prefill = portal.prefill(pending)
@@ -165,7 +180,8 @@ def lookup():
 @ratelimit.limited(ratelimit.PASSCODE)
 def verify():
     with ctx().db.session() as s:
-        pending = _pending(s)
+        # a GET shows the page, which names the company; a right passcode only redirects
+        pending = _pending(s, with_client=request.method != "POST")
         if pending.stage == "lookup":
             return redirect(url_for(".lookup"), 303)
         if pending.stage == "consent":
@@ -216,7 +232,7 @@ def resend():
     if not form.validate_on_submit():
         abort(400, "The form was not valid.")
     with ctx().db.session() as s:
-        pending = _pending(s)
+        pending = _pending(s, with_client=True)
         if pending.stage != "otp":
             return redirect(url_for(".lookup"), 303)
         wait = portal.resend(s, pending, ctx().settings, _company(s, pending))
@@ -230,7 +246,7 @@ def resend():
 @bp.route("/authorize/consent", methods=["GET", "POST"])
 def consent():
     with ctx().db.session() as s:
-        pending = _pending(s)
+        pending = _pending(s, with_client=True)
         if pending.stage != "consent":
             return redirect(url_for(".lookup" if pending.stage == "lookup" else ".verify"), 303)
         client = s.get(ClientRow, pending.client_id)
