@@ -47,6 +47,7 @@ class _Probe(gbc._SocketTimer):
     def __init__(self, seconds: float) -> None:
         super().__init__(seconds)
         self.a, self.b = socket.socketpair()
+        self.a.settimeout(5)       # a broken watchdog fails the test instead of hanging it
 
     def sockets(self) -> list:
         return [self.a]
@@ -142,3 +143,47 @@ def test_events_of_an_authorization_keep_their_order_limit_and_owner(db):
         assert [e["uid"] for e in integrator.events_for_authorization(s, "v1", "A", limit=2)] == ["e4", "e1"]
         assert integrator.load_data(s, "r1", "json_api") == {"x": 1}    # pending row flushed first
         assert integrator.load_data(s, "r1", "other") is None
+
+
+class _Failing(gbc._SocketTimer):
+    def sockets(self) -> list:
+        raise RuntimeError("a bug in one timer")
+
+
+class _Wrapped:
+    """Like urllib3's SSLTransport (TLS through an HTTPS proxy): no shutdown, the real socket inside."""
+
+    def __init__(self, sock) -> None:
+        self.socket = sock
+
+
+class _WrappedProbe(_Probe):
+    def sockets(self) -> list:
+        return [_Wrapped(self.a)]
+
+
+def test_a_timer_that_fails_to_cut_does_not_stop_later_ones(caplog):
+    with _Failing(0.05):
+        time.sleep(0.3)          # fired, and raised inside the watchdog thread
+    assert "could not cut" in caplog.text
+    probe = _WrappedProbe(0.3)
+    start = time.monotonic()
+    with probe:
+        assert probe.a.recv(10) == b""          # still cut in time, through the wrapper's socket
+    assert probe.expired and time.monotonic() - start < 3
+    probe.a.close(), probe.b.close()
+
+
+def test_a_dead_watchdog_thread_is_started_again():
+    dog = gbc._the_watchdog()
+    with _Probe(0.05) as warm:
+        pass
+    warm.a.close(), warm.b.close()
+    dog._thread = threading.Thread(target=lambda: None)   # a thread that has ended
+    dog._thread.start()
+    dog._thread.join()
+    probe = _Probe(0.3)
+    with probe:
+        assert probe.a.recv(10) == b""
+    assert probe.expired and dog._thread.is_alive()
+    probe.a.close(), probe.b.close()

@@ -7,6 +7,7 @@ import dataclasses
 import heapq
 import itertools
 import json
+import logging
 import os
 import socket
 import threading
@@ -87,6 +88,8 @@ def current_limits() -> Limits:
 
 _watch = threading.local()
 
+log = logging.getLogger(__name__)
+
 
 class TotalTimeout(requests.Timeout):
     """The answer's status line and headers did not arrive within ``http_max_seconds``."""
@@ -111,9 +114,10 @@ class _Watchdog:
         """Fire ``timer._cut()`` at ``when`` (``time.monotonic``); returns its slot for :meth:`disarm`."""
         slot = [timer]
         with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="gbc-call-watchdog", daemon=True)
-                self._thread.start()
+            if self._thread is None or not self._thread.is_alive():
+                thread = threading.Thread(target=self._run, name="gbc-call-watchdog", daemon=True)
+                thread.start()          # kept only once started: a failed start is tried again
+                self._thread = thread
             if self._disarmed > 256 and self._disarmed * 2 > len(self._heap):
                 self._heap = [item for item in self._heap if item[2][0] is not None]
                 heapq.heapify(self._heap)
@@ -148,12 +152,26 @@ class _Watchdog:
     def _run(self) -> None:
         while True:
             timer = self._next_due()
-            timer._cut()
+            try:
+                timer._cut()
+            except Exception:   # never let one timer stop the cutting of all later ones
+                log.exception("the call watchdog could not cut a connection")
             del timer
 
 
 _watchdog_lock = threading.Lock()
 _watchdog: _Watchdog | None = None
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a gunicorn worker) starts with no watchdog and a free lock, even if the
+    parent forked while another of its threads held it."""
+    global _watchdog, _watchdog_lock
+    _watchdog_lock = threading.Lock()
+    _watchdog = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _the_watchdog() -> _Watchdog:
@@ -201,9 +219,12 @@ class _SocketTimer:
                 return
             self.expired = True
             for sock in self.sockets():
+                # TLS through an HTTPS proxy: urllib3's SSLTransport wraps the real socket and has
+                # no shutdown of its own
+                raw = sock if hasattr(sock, "shutdown") else getattr(sock, "socket", None)
                 try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
+                    raw.shutdown(socket.SHUT_RDWR)
+                except (OSError, AttributeError):
                     pass
 
 
