@@ -293,8 +293,9 @@ def test_the_flow_reads_each_row_once(sandbox):
     seen.clear()
     resp = _token(app, settings, client, code, redirect_to)
     assert resp.status_code == 200, resp.get_data(as_text=True)
-    # client; code spent and its authorization read (one transaction); code held, token saved
-    assert [q.split()[0] for q in seen] == ["SELECT", "UPDATE", "SELECT", "UPDATE", "INSERT"]
+    # client; code spent and its authorization read (one transaction); code held, the
+    # authorization's status read again, token saved
+    assert [q.split()[0] for q in seen] == ["SELECT", "UPDATE", "SELECT", "UPDATE", "SELECT", "INSERT"]
 
 
 def test_a_code_whose_authorization_was_revoked_meanwhile_gets_no_token(sandbox):
@@ -305,3 +306,30 @@ def test_a_code_whose_authorization_was_revoked_meanwhile_gets_no_token(sandbox)
         assert lifecycle.revoke(s, row, "customer")
     resp = _token(app, settings, client, code, redirect_to)
     assert resp.status_code == 400 and resp.json["error"] == "invalid_grant", resp.get_data(as_text=True)
+
+
+def test_a_revocation_racing_the_token_save_leaves_the_token_revoked(sandbox, monkeypatch):
+    """The authorization is revoked after the code was spent but before the token is saved (a
+    concurrent revocation, which can't see the token yet): the token is born revoked."""
+    from demo.sandbox import oauth
+    from demo.sandbox.models import TokenRow
+
+    app, settings = sandbox
+    db = app.extensions["gbc_sandbox"].db
+    client, code, redirect_to, _ = _to_code(app, settings, [])
+    replayed = oauth._code_replayed
+
+    def revoke_first(s, request):
+        with db.session() as other:
+            assert lifecycle.revoke(other, other.scalars(select(AuthorizationRow)).one(), "customer")
+        return replayed(s, request)
+
+    monkeypatch.setattr(oauth, "_code_replayed", revoke_first)
+    resp = _token(app, settings, client, code, redirect_to)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    with db.session() as s:
+        assert [t.revoked for t in s.scalars(select(TokenRow))] == [True]
+    espi = client.get("/DataCustodian/espi/1_1/resource/Authorization",
+                      base_url=settings["sandbox_url"].rstrip("/"),
+                      headers={"Authorization": "Bearer " + resp.json["access_token"]})
+    assert espi.status_code == 401

@@ -389,7 +389,7 @@ def save_token(token, request):
             authorization_uid=authorization.uid if authorization else None,
             scope=token.get("scope", ""),
             expires=utcnow() + timedelta(seconds=int(token["expires_in"])),
-            revoked=_code_replayed(s, request),
+            revoked=_code_replayed(s, request) or not _still_active(s, authorization),
         ))
     if authorization is None:
         token["resourceURI"] = f"{base}/Batch/Bulk/{bulk_id(request.client.get_client_id())}"
@@ -399,6 +399,17 @@ def save_token(token, request):
         token["authorizationURI"] = f"{base}/Authorization/{authorization.uid}"
         if grants_customer_data(token.get("scope") or ""):
             token["customerResourceURI"] = f"{base}/RetailCustomer/{authorization.uid}"
+
+
+_STATUS = select(AuthorizationRow.status).where(AuthorizationRow.uid == bindparam("uid"))
+
+
+def _still_active(s, authorization: AuthorizationRow | None) -> bool:
+    """Whether the token's authorization is still active as the token is saved: one revoked
+    since the code was spent gets a token born revoked (its revocation could not see it)."""
+    if authorization is None:
+        return True
+    return s.execute(_STATUS, {"uid": authorization.uid}).scalar() == 1
 
 
 def _code_replayed(s, request) -> bool:
