@@ -385,7 +385,7 @@ def events_for_authorization(s: Session, visitor_id: str, authorization_uid: str
     if not authorization_uid:
         return []
     rows = s.scalars(_EVENTS, {"visitor_id": visitor_id, "authorization_uid": authorization_uid,
-                               "limit": limit}).all()
+                               "limit": int(limit)}).all()    # a number: the statement has a LIMIT
     return [event_dict(r) for r in rows]
 
 
