@@ -51,6 +51,7 @@ import json
 import multiprocessing
 import os
 import platform
+import random
 import re
 import secrets
 import shutil
@@ -188,12 +189,19 @@ def _expect(step: str, got: int, want: tuple[int, ...], body: str) -> None:
         raise Failure(f"{step}: HTTP {got}, expected {'/'.join(map(str, want))}: {first}")
 
 
-def one_flow(browser: Browser, site: str, n: int, timings: list) -> None:
-    """One complete flow; appends (step, seconds) to ``timings``; raises on the first wrong answer."""
+def one_flow(browser: Browser, site: str, n: int, timings: list, think: float = 0.0,
+             rng: random.Random | None = None) -> None:
+    """One complete flow; appends (step, seconds) to ``timings``; raises on the first wrong answer.
+    With ``think``, the visitor pauses before each step but the first (uniformly 0.5-1.5 x
+    ``think`` seconds, not timed), as people reading a page do."""
     scenario, ids = CUSTOMERS[n % 2]
     lookup = LOOKUPS[(n // 2) % len(LOOKUPS)]
+    first = [True]
 
     def call(step, method, url, form=None, want=(200,)):
+        if think and not first[0]:
+            time.sleep(think * (0.5 + (rng or random).random()))
+        first[0] = False
         start = time.perf_counter()
         try:
             status, headers, body = browser.request(method, url, form)
@@ -240,8 +248,10 @@ def one_flow(browser: Browser, site: str, n: int, timings: list) -> None:
         raise Failure(f"run_page: the run is not authorized ({scenario}, {lookup})")
 
 
-def _user(role: str, site: str, sandbox: str, deadline: float, budget: dict, user: int, out: dict) -> None:
+def _user(role: str, site: str, sandbox: str, deadline: float, budget: dict, user: int, out: dict,
+          think: float = 0.0) -> None:
     browser = Browser()
+    rng = random.Random(user)
     timings: list = []
     errors: list = []
     done = 0
@@ -260,6 +270,10 @@ def _user(role: str, site: str, sandbox: str, deadline: float, budget: dict, use
                     errors.append(f"{type(exc).__name__}: {exc}")
                     browser.close()
             return
+        if think:
+            # people don't all click at the same moment: each user starts somewhere within one
+            # flow's worth of pauses (9 steps) of the others
+            time.sleep(rng.uniform(0, 9 * think))
         while time.monotonic() < deadline:
             with budget["lock"]:
                 if budget["left"] <= 0:
@@ -267,7 +281,7 @@ def _user(role: str, site: str, sandbox: str, deadline: float, budget: dict, use
                 budget["left"] -= 1
             flow_timings: list = []
             try:
-                one_flow(browser, site, n, flow_timings)
+                one_flow(browser, site, n, flow_timings, think, rng)
                 done += 1
             except Exception as exc:
                 errors.append(str(exc) if isinstance(exc, Failure) else f"{type(exc).__name__}: {exc}")
@@ -284,7 +298,7 @@ def _user(role: str, site: str, sandbox: str, deadline: float, budget: dict, use
 
 
 def client_process(role: str, site: str, sandbox: str, users: range, start_at: float, seconds: float,
-                   max_count: int, queue) -> None:
+                   max_count: int, queue, think: float = 0.0) -> None:
     """A client process: one thread per virtual user, all starting at ``start_at`` (time.time())."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     out = {"lock": threading.Lock(), "timings": [], "errors": [], "done": 0}
@@ -292,7 +306,8 @@ def client_process(role: str, site: str, sandbox: str, users: range, start_at: f
     time.sleep(max(0.0, start_at - time.time()))
     began = time.monotonic()
     deadline = began + seconds
-    threads = [threading.Thread(target=_user, args=(role, site, sandbox, deadline, budget, u, out), daemon=True)
+    threads = [threading.Thread(target=_user, args=(role, site, sandbox, deadline, budget, u, out, think),
+                                daemon=True)
                for u in users]
     for t in threads:
         t.start()
@@ -303,7 +318,7 @@ def client_process(role: str, site: str, sandbox: str, users: range, start_at: f
 
 
 def run_clients(role: str, site: str, sandbox: str, users: int, processes: int, seconds: float,
-                max_count: int) -> dict:
+                max_count: int, think: float = 0.0) -> dict:
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     start_at = time.time() + 0.5
@@ -312,10 +327,10 @@ def run_clients(role: str, site: str, sandbox: str, users: int, processes: int, 
         mine = range(p, users, processes)
         share = max_count // processes + (1 if p < max_count % processes else 0)
         procs.append(ctx.Process(target=client_process,
-                                 args=(role, site, sandbox, mine, start_at, seconds, share, queue)))
+                                 args=(role, site, sandbox, mine, start_at, seconds, share, queue, think)))
     for proc in procs:
         proc.start()
-    results = [queue.get(timeout=seconds + REQUEST_TIMEOUT * 12 + 60) for _ in procs]
+    results = [queue.get(timeout=seconds + (REQUEST_TIMEOUT + 1.5 * think) * 12 + 60) for _ in procs]
     for proc in procs:
         proc.join()
     merged = {"timings": [], "errors": [], "done": 0, "elapsed": max(r["elapsed"] for r in results),
@@ -494,6 +509,10 @@ def main() -> int:
                     help="sqlite (default: files in the temporary instance folder) or a postgresql+psycopg URL: "
                          "each app gets a new schema there, dropped at the end")
     ap.add_argument("--redis", default="", help="a redis:// URL for the rate-limit counters (default memory://)")
+    ap.add_argument("--think", type=float, default=0.0, metavar="SECONDS",
+                    help="mean pause of each user before each step but the first, like people reading a page "
+                         "(default 0: back to back, the machine saturated; with pauses the load is below "
+                         "capacity and the fraction is the offered load, not the capacity)")
     ap.add_argument("--workers", type=int, default=0,
                     help="gunicorn workers per app (default: the configured workers, GBC_WORKERS's default)")
     ap.add_argument("--threads", type=int, default=0,
@@ -554,13 +573,15 @@ def main() -> int:
         ceiling_cpu = sum(server_cpu(proc.pid) for proc in procs.values()) - ceiling_cpu
         if args.warmup:
             log(f"warm-up: {args.warmup} flow(s) per user")
-            warm = run_clients("flows", site, sandbox, args.users, args.processes, 120, args.warmup * args.users)
+            warm = run_clients("flows", site, sandbox, args.users, args.processes, 120 + 15 * args.think,
+                               args.warmup * args.users)
         else:
             warm = {"done": 0, "errors": []}
         server_before = {role: access_counts(logs[role][0]) for role in procs}
         cpu_before = {role: server_cpu(proc.pid) for role, proc in procs.items()}
         log(f"flows: {args.users} users in {args.processes} processes, {args.seconds:.0f} s or {args.max_flows} flows")
-        flows = run_clients("flows", site, sandbox, args.users, args.processes, args.seconds, args.max_flows)
+        flows = run_clients("flows", site, sandbox, args.users, args.processes, args.seconds, args.max_flows,
+                            args.think)
         cpu_after = {role: server_cpu(proc.pid) for role, proc in procs.items()}
         time.sleep(0.5)   # the last access lines
         server_after = {role: access_counts(logs[role][0]) for role in procs}
@@ -593,7 +614,7 @@ def main() -> int:
     result = {
         "machine": host,
         "settings": {"workers": settings["workers"], "threads": settings["threads"], "users": args.users,
-                     "client_processes": args.processes, "seconds": args.seconds,
+                     "client_processes": args.processes, "seconds": args.seconds, "think_s": args.think,
                      "ceiling_seconds": args.ceiling_seconds, "database": args.database.split(":")[0],
                      "ratelimit_storage": settings["ratelimit_storage_url"].split(":")[0],
                      "changed_from_defaults": {"ratelimit_otp/lookup/authorize/signin": RAISED_LIMIT,
@@ -639,7 +660,8 @@ def report(r: dict) -> str:
         f"servers: gunicorn gthread, {r['settings']['workers']} workers x {r['settings']['threads']} threads per app; "
         f"database {r['settings']['database']}; rate limits {r['settings']['ratelimit_storage']}",
         f"changed from defaults: rate limits raised to {RAISED_LIMIT} (one client IP), sandbox_ready_delay 0",
-        f"client: {r['settings']['users']} users in {r['settings']['client_processes']} processes",
+        f"client: {r['settings']['users']} users in {r['settings']['client_processes']} processes"
+        + (f", pausing {r['settings']['think_s']} s on average before each step" if r['settings']['think_s'] else ""),
         "",
         f"ceiling  GET /healthz: {c['requests']} requests in {c['seconds']} s = {c['requests_per_s']} req/s, "
         f"p50 {c['latency']['p50_ms']:.1f} ms, p99 {c['latency']['p99_ms']:.1f} ms, errors {c['errors']}, "
