@@ -45,9 +45,20 @@ def test_dockerfile_grammar_errors_are_loud(image):
     assert image.seconds("95s") == 95 and image.seconds("1m") == 60 and image.seconds("500ms") == 0.5
 
 
-def test_comments_inside_a_continued_instruction_are_dropped(image):
-    steps = image.instructions("FROM a\nRUN one \\\n# a note\n    && two\n")
-    assert steps == [("FROM", "a"), ("RUN", "one  && two")]
+def test_continued_lines_join_as_docker_joins_them(image):
+    # comment and blank lines inside are skipped; the next line joins as it is (no space added)
+    steps = image.instructions("FROM a\nRUN one \\\n# a note\n\n  && two\nRUN foo\\\nbar\n")
+    assert steps == [("FROM", "a"), ("RUN", "one   && two"), ("RUN", "foobar")]
+
+
+def test_what_it_cannot_read_fails(image):
+    with pytest.raises(image.Fail, match="directive"):
+        image.instructions("# escape=`\nFROM a\n")
+    assert image.instructions("# syntax=docker/dockerfile:1\nFROM a\n") == [("FROM", "a")]
+    with pytest.raises(image.Fail, match="variable"):
+        image.env_pairs("PATH=/x:$PATH")
+    with pytest.raises(image.Fail, match="HEALTHCHECK"):
+        image.healthcheck('--start-interval=1s CMD ["true"]')
 
 
 @pytest.mark.parametrize("path, out", [
@@ -73,6 +84,10 @@ def test_dockerignore_patterns(image):
     assert not image.ignored("demo/NOTES.md", rules)          # * does not cross folders
     assert image.ignored("docs/a/b/c.png", rules) and image.ignored("docs/c.png", rules)
     assert image.ignored("build/x", rules) and not image.ignored("demo/build/x", rules)
+    rules = image.ignore_rules("*.py[co]\n[!a]x\nweird\\*name\n")
+    assert image.ignored("m.pyc", rules) and image.ignored("m.pyo", rules) and not image.ignored("m.py", rules)
+    assert image.ignored("bx", rules) and not image.ignored("ax", rules)
+    assert image.ignored("weird*name", rules) and not image.ignored("weirdXname", rules)
 
 
 def test_build_context_is_the_project_minus_dockerignore(image):
@@ -88,3 +103,28 @@ def test_compose_substitution(image):
     assert image.substitute("${A:?set A}", env) == "1"
     with pytest.raises(image.Fail, match="set B"):
         image.substitute("${B:?set B}", env)
+    with pytest.raises(image.Fail):
+        image.substitute("${B?}", env)                    # unset, without the colon too
+    assert image.substitute("${EMPTY?x}", env) == ""      # set (empty) is enough without the colon
+    assert image.substitute("${EMPTY-d}|${B-d}", env) == "|d"
+    assert image.substitute("${A:+on}|${EMPTY:+on}|${EMPTY+on}", env) == "on||on"
+    assert image.substitute("$A-$$A", env) == "1-$A"
+
+
+def test_compose_wiring_it_stands_in_for_is_checked(image):
+    yaml = pytest.importorskip("yaml")
+    img = image.Image(Path("/nonexistent"))
+    img.volumes = ["/data"]
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    image.check_services(compose, img)   # the project's own file passes
+
+    def broken(change):
+        copy = yaml.safe_load((ROOT / "compose.yaml").read_text())
+        change(copy["services"])
+        with pytest.raises(image.Fail):
+            image.check_services(copy, img)
+
+    broken(lambda s: s["site"].pop("network_mode"))                      # the site on a network of its own
+    broken(lambda s: s["sandbox"]["ports"].pop(0))                       # the site's port not published
+    broken(lambda s: s["sandbox"].update(read_only=True))                # a setting it does not carry out
+    broken(lambda s: s["site"].update(volumes=[]))                       # /data not mounted
